@@ -1,0 +1,77 @@
+"""The objective of a search and the reward functions of the papers.
+
+One shared place: the operator and the local runner compute rewards here from
+the metrics a trainer reported; a reward is never taken from the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Metric = Literal["val_accuracy", "val_perplexity"]
+RewardTransform = Literal["cube", "inverse-square", "identity"]
+
+
+class Objective(BaseModel):
+    """``spec.objective`` of a NASSearch."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    metric: Metric = Field(
+        default="val_accuracy",
+        description="Per-epoch metric the reward is computed from.",
+    )
+    reward: RewardTransform = Field(
+        default="cube",
+        description="cube: (max of the last k epochs' val_accuracy)^3 (Zoph & Le); "
+        "inverse-square: c / val_perplexity^2 (Zoph & Le PTB, c=80); identity: the last "
+        "k epochs' best metric as is (lower-is-better metrics are negated).",
+    )
+    lastEpochs: int = Field(default=5, ge=1, le=1000, description="k of max-of-last-k.")
+    constant: float = Field(default=80.0, gt=0, description="c of c / ppl^2.")
+    goal: float | None = Field(
+        default=None, description="Stop the search early once a reward reaches this value."
+    )
+
+    @model_validator(mode="after")
+    def _metric_fits_transform(self) -> Objective:
+        if self.reward == "cube" and self.metric != "val_accuracy":
+            raise ValueError("objective.reward 'cube' needs objective.metric 'val_accuracy'")
+        if self.reward == "inverse-square" and self.metric != "val_perplexity":
+            raise ValueError(
+                "objective.reward 'inverse-square' needs objective.metric 'val_perplexity'"
+            )
+        return self
+
+
+class RewardError(ValueError):
+    """Metrics from which no reward can be computed (missing, non-finite)."""
+
+
+def metric_series(epochs: Sequence[Mapping[str, float]], metric: str) -> list[float]:
+    values = [e[metric] for e in epochs if metric in e]
+    if not values:
+        raise RewardError(f"no epoch reported metric {metric!r}")
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise RewardError(f"metric {metric!r} has a non-finite value {v!r}")
+    return [float(v) for v in values]
+
+
+def compute_reward(objective: Objective, epochs: Sequence[Mapping[str, float]]) -> float:
+    """Reward from per-epoch metrics (oldest first), per ``objective``."""
+    values = metric_series(epochs, objective.metric)[-objective.lastEpochs :]
+    if objective.reward == "cube":
+        return max(values) ** 3
+    if objective.reward == "inverse-square":
+        best = min(values)
+        if best <= 0:
+            raise RewardError(f"val_perplexity must be positive, got {best}")
+        return objective.constant / best**2
+    if objective.metric == "val_perplexity":
+        return -min(values)
+    return max(values)

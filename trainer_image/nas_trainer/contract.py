@@ -1,0 +1,154 @@
+"""The trial contract between the search loop (operator or local runner) and the trainer.
+
+Input: one ``TrialDocument`` (JSON) given to ``python -m nas_trainer`` by file
+(``--trial FILE`` or ``KUBENAS_TRIAL_FILE``) or inline (``KUBENAS_TRIAL_JSON``).
+Reporting: the trainer POSTs ``Report`` bodies as JSON to ``KUBENAS_REPORT_URL``
+(the full URL of this trial's report endpoint) with the header
+``Authorization: Bearer $KUBENAS_REPORT_TOKEN``; the final report is also
+written to the termination-message file (``KUBENAS_TERMINATION_FILE``, default
+``/dev/termination-log``) as one JSON ``Report``.
+
+This module imports only pydantic so that the operator can use it without the
+trainer's heavy dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller_policy.objective import Objective
+from controller_policy.spaces.base import Architecture
+
+ENV_TRIAL_FILE = "KUBENAS_TRIAL_FILE"
+ENV_TRIAL_JSON = "KUBENAS_TRIAL_JSON"
+ENV_REPORT_URL = "KUBENAS_REPORT_URL"
+ENV_REPORT_TOKEN = "KUBENAS_REPORT_TOKEN"
+ENV_TERMINATION_FILE = "KUBENAS_TERMINATION_FILE"
+DEFAULT_TERMINATION_FILE = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubernetes keeps at most 4096 bytes of a termination message."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+DatasetName = Literal["cifar10", "ptb", "digits", "pydoc-text", "synthetic"]
+
+
+class DatasetSpec(_Strict):
+    """Which data a trial trains on. ``digits`` and ``pydoc-text`` ship offline (bundled)."""
+
+    name: DatasetName = "digits"
+    path: str | None = Field(
+        default=None, description="Directory holding the dataset files (cifar10, ptb)."
+    )
+    validationSize: int | None = Field(
+        default=None,
+        ge=1,
+        description="Examples held out of the training set for validation (CIFAR-10: 5000).",
+    )
+    maxTrainExamples: int | None = Field(
+        default=None, ge=1, description="Cap on training examples (smoke tests, cheap searches)."
+    )
+    download: bool = Field(default=False, description="Download when missing and online.")
+
+
+class ModelSpec(_Strict):
+    """How a genotype is turned into a network of a given size (NASNet's N@F and friends)."""
+
+    cellsPerStage: int = Field(default=2, ge=1, description="N: cells between reductions.")
+    filters: int = Field(default=16, ge=1, description="Base filter count (doubled per reduction).")
+    stemMultiplier: int = Field(default=3, ge=1)
+    auxiliaryHead: bool = False
+    auxiliaryWeight: float = Field(default=0.4, ge=0)
+    dropPath: float = Field(default=0.0, ge=0, lt=1, description="Final ScheduledDropPath rate.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout before the classifier.")
+    # language models
+    embeddingSize: int = Field(default=64, ge=1)
+    hiddenSize: int = Field(default=64, ge=1)
+    tieWeights: bool = True
+    variationalDropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class TrainingSpec(_Strict):
+    """Child-training hyper-parameters (papers' values are the defaults of a full search)."""
+
+    epochs: int = Field(default=10, ge=1)
+    batchSize: int = Field(default=64, ge=1)
+    learningRate: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weightDecay: float = Field(default=1e-4, ge=0)
+    schedule: Literal["cosine", "step", "sgdr", "constant"] = "cosine"
+    labelSmoothing: float = Field(default=0.0, ge=0, lt=1)
+    augment: bool = True
+    cutout: int = Field(default=0, ge=0, description="Cutout square size in pixels; 0 = off.")
+    gradClip: float | None = Field(default=None, gt=0)
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channelsLast: bool = False
+    bptt: int = Field(default=35, ge=1, description="Language models: BPTT length.")
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads.")
+    reportTestAccuracy: bool = False
+    model: ModelSpec = Field(default_factory=ModelSpec)
+
+
+class EnasSpec(_Strict):
+    """Weight-sharing (ENAS) mode: one process holds the supernet and the controller."""
+
+    controller: dict[str, Any] = Field(
+        default_factory=dict, description="Controller hyper-parameters (reinforce config)."
+    )
+    controllerStepsPerEpoch: int = Field(default=30, ge=1)
+    controllerBatch: int = Field(default=10, ge=1)
+    deriveSamples: int = Field(default=100, ge=1)
+
+
+class TrialDocument(_Strict):
+    """Everything a trainer needs for one trial attempt."""
+
+    apiVersion: Literal["kubenas.dev/v1alpha1"] = "kubenas.dev/v1alpha1"
+    kind: Literal["TrialDocument"] = "TrialDocument"
+    namespace: str = "default"
+    search: str
+    trial: str
+    attempt: int = Field(default=0, ge=0)
+    seed: int = 0
+    mode: Literal["train", "enas"] = "train"
+    architecture: Architecture | None = Field(
+        default=None, description="Required for mode 'train'; absent for mode 'enas'."
+    )
+    spaceType: str | None = Field(default=None, description="Search space (mode 'enas').")
+    spaceOptions: dict[str, Any] = Field(default_factory=dict)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    objective: Objective = Field(default_factory=Objective)
+    enas: EnasSpec | None = None
+    checkpointDir: str | None = Field(
+        default=None, description="Where to checkpoint on SIGTERM and resume from."
+    )
+
+
+ReportKind = Literal["epoch", "final", "interrupted", "failed"]
+
+
+class Report(_Strict):
+    """One POST body. ``epoch`` reports carry one epoch's metrics; ``final`` all of them."""
+
+    kind: ReportKind
+    trial: str
+    attempt: int = Field(default=0, ge=0)
+    epoch: int | None = Field(default=None, ge=0, description="0-based epoch (kind 'epoch').")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="This epoch's metrics, or the final metrics."
+    )
+    epochs: list[dict[str, float]] = Field(
+        default_factory=list, description="Final report: every epoch's metrics, oldest first."
+    )
+    architecture: Architecture | None = Field(
+        default=None, description="ENAS mode: the derived architecture."
+    )
+    reason: str | None = Field(default=None, max_length=1024)

@@ -1,0 +1,67 @@
+"""Child models: any valid architecture of any space -> ``torch.nn.Module``.
+
+Image models: ``forward(x[B,C,H,W]) -> logits[B,classes]``; with an auxiliary
+head and in training mode ``forward`` returns ``(logits, aux_logits)``. Cell
+models expose ``drop_path_prob`` (set by the trainer each epoch for
+ScheduledDropPath).
+
+Language models: ``forward(tokens[B,T], hidden=None) -> (logits[B,T,V], hidden)``
+and ``init_hidden(batch_size)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from controller_policy.spaces import Architecture, make_space
+from nas_trainer.contract import ModelSpec
+
+ModelBuilder = Callable[..., nn.Module]
+BUILDERS: dict[str, ModelBuilder] = {}
+"""space type -> builder(genotype, *, spec, input_shape|vocab_size, num_classes)."""
+
+
+def register_builder(space_type: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    def deco(fn: ModelBuilder) -> ModelBuilder:
+        BUILDERS[space_type] = fn
+        return fn
+
+    return deco
+
+
+def build_model(
+    architecture: Architecture | dict[str, Any],
+    spec: ModelSpec | None = None,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    vocab_size: int | None = None,
+    space_options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build the child network of ``architecture`` (validated against its space first).
+
+    Image spaces need ``input_shape=(C, H, W)`` and ``num_classes``; language
+    spaces need ``vocab_size``.
+    """
+    if isinstance(architecture, dict):
+        architecture = Architecture.model_validate(architecture)
+    space = make_space(architecture.space, space_options or {})
+    tokens = space.validate_tokens(architecture.tokens)
+    genotype = space.to_genotype(tokens)
+    _load_all()
+    spec = spec or ModelSpec()
+    builder = BUILDERS[architecture.space]
+    if space.kind == "image":
+        if input_shape is None or num_classes is None:
+            raise ValueError(f"{architecture.space}: input_shape and num_classes are required")
+        return builder(genotype, spec=spec, input_shape=input_shape, num_classes=num_classes)
+    if vocab_size is None:
+        raise ValueError(f"{architecture.space}: vocab_size is required")
+    return builder(genotype, spec=spec, vocab_size=vocab_size)
+
+
+def _load_all() -> None:
+    from nas_trainer.models import cnn_zoph_le, enas_macro, cells, recurrent  # noqa: F401
