@@ -50,7 +50,11 @@ def build_model(
         architecture = Architecture.model_validate(architecture)
     space = make_space(architecture.space, space_options or {})
     tokens = space.validate_tokens(architecture.tokens)
-    genotype = space.to_genotype(tokens)
+    # The genotype may carry what tokens cannot (e.g. NASNet-A's hand-listed concat);
+    # use it when it describes the same decisions, else derive it from the tokens.
+    genotype = architecture.genotype
+    if not genotype or space.encode(genotype) != tokens:
+        genotype = space.to_genotype(tokens)
     _load_all()
     spec = spec or ModelSpec()
     builder = BUILDERS[architecture.space]
