@@ -83,6 +83,17 @@ class TrainingSpec(_Strict):
     nesterov: bool = True
     weightDecay: float = Field(default=1e-4, ge=0)
     schedule: Literal["cosine", "step", "sgdr", "constant"] = "cosine"
+    learningRateMin: float = Field(
+        default=0.0, ge=0, description="Floor of the cosine and SGDR schedules (ENAS: 0.001)."
+    )
+    sgdrPeriod: int = Field(default=10, ge=1, description="SGDR: first cycle in epochs (T0).")
+    sgdrMultiplier: int = Field(default=2, ge=1, description="SGDR: cycle growth (T_mul).")
+    stepMilestones: list[int] | None = Field(
+        default=None,
+        description="Step schedule: epochs at which lr is multiplied by stepFactor "
+        "(default: 50% and 75% of the epochs).",
+    )
+    stepFactor: float = Field(default=0.1, gt=0, le=1, description="Step schedule: lr factor.")
     labelSmoothing: float = Field(default=0.0, ge=0, lt=1)
     augment: bool = True
     cutout: int = Field(default=0, ge=0, description="Cutout square size in pixels; 0 = off.")
