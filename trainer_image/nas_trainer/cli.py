@@ -1,0 +1,183 @@
+"""``python -m nas_trainer``: run one trial attempt and report it.
+
+Exit codes (the operator maps them to trial outcomes):
+  0   finished; ``final`` report sent and written to the termination message
+  1   training failed (e.g. diverged); ``failed`` report with the reason
+  2   unusable input (trial document, data, architecture, settings); ``failed`` report
+  143 stopped by SIGTERM; checkpoint saved when ``checkpointDir`` is set; ``interrupted`` report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nas_trainer.checkpoint import EXIT_INTERRUPTED, StopRequest
+from nas_trainer.contract import (
+    DEFAULT_TERMINATION_FILE,
+    ENV_TERMINATION_FILE,
+    ENV_TRIAL_FILE,
+    ENV_TRIAL_JSON,
+    Report,
+    TrialDocument,
+)
+from nas_trainer.datasets.errors import DatasetError
+from nas_trainer.loop import Interrupted, TrainingFailed, TrainResult, TrialContext
+from nas_trainer.reporter import Reporter, log_to_stderr
+from nas_trainer.runtime import ConfigError, setup_runtime
+
+log = logging.getLogger("nas_trainer")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class TrialInputError(ValueError):
+    """The trial document is missing or invalid; the message names the source and field."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m nas_trainer",
+        description="Train one NAS child architecture and report its metrics.",
+    )
+    parser.add_argument(
+        "--trial", metavar="FILE",
+        help=f"trial document (JSON); default: ${ENV_TRIAL_FILE}, then ${ENV_TRIAL_JSON}",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid trial document ({source}):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(document)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_trial_text(path: str | None) -> tuple[str, str]:
+    """(JSON text, description of its source) from --trial, $KUBENAS_TRIAL_FILE or $KUBENAS_TRIAL_JSON."""
+    if path is None:
+        path = os.environ.get(ENV_TRIAL_FILE) or None
+    if path is not None:
+        try:
+            return Path(path).read_text(encoding="utf-8"), f"file {path}"
+        except OSError as exc:
+            raise TrialInputError(f"cannot read trial document file {path}: {exc.strerror or exc}") from exc
+    inline = os.environ.get(ENV_TRIAL_JSON)
+    if inline:
+        return inline, f"${ENV_TRIAL_JSON}"
+    raise TrialInputError(
+        f"no trial document: pass --trial FILE or set ${ENV_TRIAL_FILE} or ${ENV_TRIAL_JSON}"
+    )
+
+
+def parse_trial(text: str, source: str) -> TrialDocument:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrialInputError(
+            f"trial document ({source}) is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    try:
+        doc = TrialDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise TrialInputError(format_validation_error(exc, source)) from exc
+    if doc.mode == "train" and doc.architecture is None:
+        raise TrialInputError(f"invalid trial document ({source}):\n  architecture: required for mode 'train'")
+    return doc
+
+
+def _trial_name(text: str | None) -> tuple[str, int]:
+    """Best-effort identity from a document that failed validation (for the failed report)."""
+    try:
+        raw: Any = json.loads(text or "")
+        return str(raw.get("trial", "")), int(raw.get("attempt", 0))
+    except Exception:  # noqa: BLE001 - whatever it is, it has no usable identity
+        return "", 0
+
+
+def run_trial(ctx: TrialContext) -> TrainResult:
+    """Dispatch on ``mode``."""
+    doc = ctx.doc
+    if doc.mode == "enas":
+        try:
+            from nas_trainer.train_enas import run_enas  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError(
+                "mode 'enas' is not available in this trainer build (nas_trainer.train_enas missing)"
+            ) from exc
+        return run_enas(ctx)  # type: ignore[no-any-return]
+    from nas_trainer.child import build_child
+    from nas_trainer.train_image import train_image
+    from nas_trainer.train_language import train_language
+
+    model, data = build_child(doc)
+    if data.kind == "image":
+        return train_image(ctx, model, data)
+    return train_language(ctx, model, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
+    text: str | None = None
+    try:
+        text, source = read_trial_text(args.trial)
+        doc = parse_trial(text, source)
+        reporter = Reporter.from_env()
+    except (TrialInputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        trial, attempt = _trial_name(text)
+        Reporter(None, None, os.environ.get(ENV_TERMINATION_FILE, DEFAULT_TERMINATION_FILE),
+                 echo_stdout=False).write_termination_message(
+            Report(kind="failed", trial=trial, attempt=attempt, reason=str(exc)[:1024])
+        )
+        return EXIT_BAD_INPUT
+
+    stop = StopRequest().install()
+    try:
+        code, report = run_and_summarize(doc, reporter, stop)
+        reporter.finish(report)  # still under our SIGTERM handler: a late signal cannot cut it
+    finally:
+        stop.uninstall()
+    return code
+
+
+def run_and_summarize(doc: TrialDocument, reporter: Reporter, stop: StopRequest) -> tuple[int, Report]:
+    """Run the trial; map its outcome to (exit code, terminal report)."""
+    base: dict[str, Any] = {"trial": doc.trial, "attempt": doc.attempt}
+    try:
+        ctx = TrialContext(doc=doc, runtime=setup_runtime(doc.training), reporter=reporter, stop=stop)
+        log.info("trial %s/%s attempt %d on %s", doc.search, doc.trial, doc.attempt, ctx.runtime.device)
+        result = run_trial(ctx)
+    except Interrupted as exc:
+        history = exc.progress.history
+        return EXIT_INTERRUPTED, Report(
+            kind="interrupted", **base, epochs=history,
+            metrics=history[-1] if history else {}, reason=exc.reason[:1024],
+        )
+    except (ConfigError, DatasetError) as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_INPUT, Report(kind="failed", **base, reason=str(exc)[:1024])
+    except TrainingFailed as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED, Report(kind="failed", **base, reason=str(exc)[:1024])
+    except Exception as exc:  # noqa: BLE001 - report any crash instead of dying silently
+        log.error("trainer crashed:\n%s", traceback.format_exc())
+        return EXIT_FAILED, Report(kind="failed", **base, reason=f"{type(exc).__name__}: {exc}"[:1024])
+    return EXIT_OK, Report(
+        kind="final", **base, metrics=result.metrics, epochs=result.history,
+        architecture=result.architecture,
+    )
