@@ -7,18 +7,20 @@ from typing import Any
 
 import pytest
 import torch
-from controller_policy.spaces.enas_macro import EnasMacroSpace
-from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nas_trainer.contract import ModelSpec
-from nas_trainer.models import BUILDERS
-from nas_trainer.models.cnn_zoph_le import ZophLeCNN, build_zoph_le_cnn, pool_positions
-from nas_trainer.models.enas_macro import EnasMacroNet, build_enas_macro, reduction_layers
 from torch import nn
 
+from controller_policy.spaces import make_space
+from controller_policy.spaces.enas_macro import EnasMacroSpace
+from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
+from nas_trainer.contract import ModelSpec
+from nas_trainer.models import BUILDERS, build_model
+from nas_trainer.models.cnn_zoph_le import ZophLeCNN, build_zoph_le_cnn, pool_positions
+from nas_trainer.models.enas_macro import EnasMacroNet, build_enas_macro, reduction_layers
+
 torch.set_num_threads(1)
-SHAPES = [(3, 32, 32), (1, 8, 8)]
+SHAPES = [(3, 32, 32), (1, 8, 8), (2, 5, 7)]  # the last: odd, non-square
 
 
 def _n_params(model: nn.Module) -> int:
@@ -252,3 +254,19 @@ def test_enas_macro_final_size_model_parameter_count() -> None:
     sampled = count(space.decode(space.sample(random.Random(0))))
     assert sampled == 23_706_538
     assert smallest <= sampled <= largest
+
+
+@pytest.mark.parametrize(
+    ("space_type", "options", "model_type"),
+    [("zoph-le-cnn", {"layers": 3, "predictStrides": True, "filterChoices": [2, 4]}, ZophLeCNN),
+     ("enas-macro", {"layers": 4}, EnasMacroNet)],
+)
+def test_build_model_takes_an_architecture_record_of_either_space(
+    space_type: str, options: dict[str, Any], model_type: type[nn.Module]
+) -> None:
+    space = make_space(space_type, options)
+    record = space.architecture(space.sample(7)).model_dump()
+    model = build_model(record, ModelSpec(filters=2), input_shape=(1, 8, 8), num_classes=3,
+                        space_options=options)
+    assert isinstance(model, model_type)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
