@@ -108,7 +108,9 @@ def test_enas_lm_fixture_converts_to_a_9_node_cell() -> None:
 def test_enas_lm_converter_rejects_bad_arcs_by_position() -> None:
     with pytest.raises(InvalidArchitecture, match="pairs, got 3 numbers"):
         from_enas_lm([0, 1, 0])
-    with pytest.raises(InvalidArchitecture, match=r"position 4 \(pair 2 prev\) = 3; allowed 0\.\.2"):
+    with pytest.raises(
+        InvalidArchitecture, match=r"position 4 \(pair 2 prev\) = 3; allowed 0\.\.2"
+    ):
         from_enas_lm("0 0 1 0 3 0")
     with pytest.raises(InvalidArchitecture, match=r"position 1 \(pair 0 act\) = 4"):
         from_enas_lm("0 4")
@@ -126,14 +128,18 @@ def test_input_not_earlier_than_the_node_names_the_position() -> None:
         SPACE.validate_tokens(tokens)
     genotype = SPACE.decode([0] * 23)
     genotype["nodes"][3]["input"] = 4
-    with pytest.raises(InvalidArchitecture, match=r"genotype.nodes\[3\].input = 4 .*earlier node 1\.\.3"):
+    with pytest.raises(
+        InvalidArchitecture, match=r"genotype.nodes\[3\].input = 4 .*earlier node 1\.\.3"
+    ):
         SPACE.encode(genotype)
 
 
 def test_unknown_activation_names_the_genotype_field() -> None:
     genotype = SPACE.decode([0] * 23)
     genotype["nodes"][6]["activation"] = "elu"
-    with pytest.raises(InvalidArchitecture, match=r"genotype.nodes\[6\].activation = 'elu'.*sigmoid"):
+    with pytest.raises(
+        InvalidArchitecture, match=r"genotype.nodes\[6\].activation = 'elu'.*sigmoid"
+    ):
         SPACE.encode(genotype)
 
 
@@ -145,7 +151,9 @@ def test_genotype_that_contradicts_the_options_is_rejected() -> None:
         SPACE.encode(bad)
     bad = copy.deepcopy(genotype)
     bad["averaged"] = [1, 12]
-    with pytest.raises(InvalidArchitecture, match=r"genotype.averaged = \[1, 12\] contradicts.*it is \[2, 3, "):
+    with pytest.raises(
+        InvalidArchitecture, match=r"genotype.averaged = \[1, 12\] contradicts.*it is \[2, 3, "
+    ):
         SPACE.encode(bad)
     with pytest.raises(InvalidArchitecture, match="list of 9 nodes"):
         EnasRnnSpace({"nodes": 9}).encode(genotype)

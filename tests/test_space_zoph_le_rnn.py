@@ -23,7 +23,12 @@ def test_registered_as_language_space_with_34_tokens() -> None:
     names = [slot.name for slot in SPACE.slots]
     assert names[:2] == ["node0.combination", "node0.activation"]
     assert names[28:30] == ["node14.combination", "node14.activation"]
-    assert names[30:] == ["inject.combination", "inject.activation", "cell.source", "cell.inject_into"]
+    assert names[30:] == [
+        "inject.combination",
+        "inject.activation",
+        "cell.source",
+        "cell.inject_into",
+    ]
     assert [slot.num_values for slot in SPACE.slots[30:]] == [2, 4, 15, 15]
 
 

@@ -69,17 +69,13 @@ class ZophLeRnnOptions(SpaceOptions):
 
 def _index(vocab: tuple[str, ...], value: Any, field: str) -> int:
     if not isinstance(value, str) or value not in vocab:
-        raise InvalidArchitecture(
-            f"{field} = {value!r} is unknown; allowed: {', '.join(vocab)}"
-        )
+        raise InvalidArchitecture(f"{field} = {value!r} is unknown; allowed: {', '.join(vocab)}")
     return vocab.index(value)
 
 
 def _node_id(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < NUM_NODES:
-        raise InvalidArchitecture(
-            f"{field} = {value!r} must be a node index 0..{NUM_NODES - 1}"
-        )
+        raise InvalidArchitecture(f"{field} = {value!r} must be a node index 0..{NUM_NODES - 1}")
     return value
 
 
@@ -161,8 +157,7 @@ class ZophLeRnnSpace(SearchSpace):
         memory = genotype.get("memory")
         if not isinstance(memory, dict):
             raise InvalidArchitecture(
-                "genotype.memory must be an object with combination, activation, source, "
-                "injectInto"
+                "genotype.memory must be an object with combination, activation, source, injectInto"
             )
         tokens.append(
             _index(COMBINATIONS, memory.get("combination"), "genotype.memory.combination")
