@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from controller_policy.spaces import SPACES, Anchor, Choice, InvalidArchitecture
-from controller_policy.spaces.enas_macro import EnasMacroSpace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from controller_policy.spaces import SPACES, Anchor, Choice, InvalidArchitecture
+from controller_policy.spaces.enas_macro import EnasMacroSpace
 
 
 def test_registered_as_image_space() -> None:

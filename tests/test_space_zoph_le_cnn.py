@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from controller_policy.spaces import SPACES, Anchor, Choice, InvalidArchitecture
-from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from controller_policy.spaces import SPACES, Anchor, Choice, InvalidArchitecture
+from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 
 
 def _magnitude(n: int, digits: int) -> str:

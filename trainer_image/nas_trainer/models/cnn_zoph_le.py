@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 from torch import nn
 
+from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from controller_policy.spaces.enas_macro import EnasMacroSpace
 from torch import nn
 
+from controller_policy.spaces.enas_macro import EnasMacroSpace
 from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 from nas_trainer.models.cnn_zoph_le import concat_padded
@@ -47,7 +47,7 @@ ENAS_MACRO_OPS: dict[str, Callable[[int], nn.Module]] = {
 
 
 def reduction_layers(num_layers: int) -> tuple[int, ...]:
-    """0-based layers after which all nodes are reduced: d-1 and 2d-1 with d = L // 3."""
+    """0-based layers after which the nodes read later are reduced: d-1, 2d-1 with d = L // 3."""
     d = num_layers // 3
     return (d - 1, 2 * d - 1) if d >= 1 else ()
 
