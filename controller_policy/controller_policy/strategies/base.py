@@ -8,8 +8,11 @@ proposal, once; ``tell_failure`` says the trial failed for good.
 
 ``state_dict`` captures everything (network weights, optimizer state, baseline,
 counters, RNG states, pending proposals) as plain Python/torch objects that
-``torch.save`` can write; ``to_bytes``/``from_bytes`` wrap that so the state
+``torch.save`` can write; ``to_bytes``/``load_bytes`` wrap that so the state
 survives a process restart, and a restored strategy continues bit-for-bit.
+Checkpoints live in a ConfigMap that anyone with edit rights can change, so
+``load_bytes`` unpickles with ``weights_only=True``: tensors and plain
+containers only, never arbitrary objects.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from controller_policy.spaces.base import Architecture, SearchSpace
 
@@ -43,9 +47,15 @@ class Proposal(BaseModel):
 
 
 class StrategyConfig(BaseModel):
-    """Base of every strategy's hyper-parameters; unknown fields are an error."""
+    """Base of every strategy's hyper-parameters; unknown fields are an error.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    Fields are snake_case in Python and camelCase in the NASSearch spec
+    (``batchSize``); both spellings are accepted.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, allow_inf_nan=False
+    )
 
     seed: int = 0
     failure_reward: float | None = Field(
@@ -67,11 +77,22 @@ class Strategy(ABC):
             config = self.config_model()
         elif isinstance(config, dict):
             config = self.config_model.model_validate(config)
+        elif not isinstance(config, self.config_model):
+            raise StrategyError(
+                f"{type(self).__name__} expects {self.config_model.__name__}, "
+                f"got {type(config).__name__}"
+            )
         self.config = config
 
     @abstractmethod
     def ask(self) -> Proposal:
         """A new proposal; never blocks on outstanding rewards."""
+
+    def ask_batch(self, n: int) -> list[Proposal]:
+        """``n`` proposals at once (filling parallel trial slots); strategies may batch the work."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise StrategyError(f"ask_batch needs a count >= 0, got {n!r}")
+        return [self.ask() for _ in range(n)]
 
     @abstractmethod
     def tell(self, proposal_id: int, reward: float) -> None:
@@ -104,8 +125,48 @@ class Strategy(ABC):
         return buf.getvalue()
 
     def load_bytes(self, data: bytes) -> None:
-        state = torch.load(io.BytesIO(data), weights_only=False)
+        """Restore from ``to_bytes`` output; a corrupt or foreign blob raises ``StrategyError``."""
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as exc:  # torch raises several types for a bad blob
+            raise StrategyError(f"checkpoint is not a readable strategy state: {exc}") from exc
+        if not isinstance(state, dict):
+            raise StrategyError("checkpoint is not a readable strategy state: not a mapping")
         self.load_state_dict(state)
+
+    def check_state_header(self, state: dict[str, Any]) -> None:
+        """Refuse a state written by another strategy, space or configuration (before any change)."""
+        if not isinstance(state, dict):
+            raise StrategyError("strategy state must be a mapping")
+        if state.get("type") != self.type_name:
+            raise StrategyError(
+                f"checkpoint belongs to strategy {state.get('type')!r}, not {self.type_name!r}"
+            )
+        sizes = [slot.num_values for slot in self.space.slots]
+        if state.get("space") != self.space.type_name or state.get("slot_sizes") != sizes:
+            raise StrategyError(
+                f"checkpoint was written for another search space ({state.get('space')!r}, "
+                f"{len(state.get('slot_sizes') or [])} tokens); this strategy searches "
+                f"{self.space.type_name!r} with {len(sizes)} tokens and its own options"
+            )
+        mine = self.config.model_dump()
+        theirs = state.get("config")
+        if theirs != mine:
+            diff = sorted(
+                k for k in set(mine) | set(theirs or {}) if (theirs or {}).get(k) != mine.get(k)
+            )
+            raise StrategyError(
+                f"checkpoint was written with different strategy settings: {', '.join(diff)}"
+            )
+
+    def state_header(self) -> dict[str, Any]:
+        """The identifying part of every state dict (checked by ``check_state_header``)."""
+        return {
+            "type": self.type_name,
+            "space": self.space.type_name,
+            "slot_sizes": [slot.num_values for slot in self.space.slots],
+            "config": self.config.model_dump(),
+        }
 
     @staticmethod
     def check_reward(reward: float) -> float:

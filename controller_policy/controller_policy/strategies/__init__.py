@@ -1,0 +1,85 @@
+"""Multi-trial search strategies behind one ask/tell interface.
+
+``make_strategy("reinforce", space, {"batchSize": 8})`` merges the papers'
+defaults for the space (``defaults``) with the user's settings (camelCase or
+snake_case) and validates them with pydantic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller_policy.spaces.base import SearchSpace
+from controller_policy.strategies.base import (
+    Proposal,
+    Strategy,
+    StrategyConfig,
+    StrategyError,
+)
+from controller_policy.strategies.controller import Controller, Trace
+from controller_policy.strategies.defaults import defaults_for
+from controller_policy.strategies.evolution import EvolutionConfig, RegularizedEvolution
+from controller_policy.strategies.policy import PolicyConfig, PolicyStrategy
+from controller_policy.strategies.ppo import PPO, PPOConfig
+from controller_policy.strategies.random_search import RandomSearch
+from controller_policy.strategies.reinforce import Reinforce
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.type_name: cls for cls in (Reinforce, PPO, RegularizedEvolution, RandomSearch)
+}
+"""``strategy.type`` -> class. (``enas`` runs inside the trainer, not here.)"""
+
+
+def make_strategy(
+    type_name: str, space: SearchSpace, config: Mapping[str, Any] | None = None
+) -> Strategy:
+    """Build a strategy with the space's paper defaults, overridden by ``config``."""
+    cls = STRATEGIES.get(type_name)
+    if cls is None:
+        raise StrategyError(f"strategy.type {type_name!r} is unknown; choose one of {sorted(STRATEGIES)}")
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise StrategyError(f"strategy settings must be a mapping, got {type(config).__name__}")
+    user = dict(config)
+    if "type" in user:
+        if user.pop("type") != type_name:
+            raise StrategyError(f"strategy settings name type {config['type']!r}, not {type_name!r}")
+    merged = {**defaults_for(type_name, space.type_name), **_field_names(cls.config_model, user)}
+    return cls(space, merged)
+
+
+def _field_names(model: type[StrategyConfig], settings: dict[str, Any]) -> dict[str, Any]:
+    """camelCase aliases -> field names, so user values override same-named defaults.
+
+    Unknown keys pass through unchanged for pydantic to reject by name.
+    """
+    by_alias = {f.alias: name for name, f in model.model_fields.items() if f.alias}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = by_alias.get(key, key) if isinstance(key, str) else key
+        if name in out:
+            raise StrategyError(f"strategy setting {name!r} is given twice (camelCase and snake_case)")
+        out[name] = value
+    return out
+
+
+__all__ = [
+    "Controller",
+    "EvolutionConfig",
+    "PPO",
+    "PPOConfig",
+    "PolicyConfig",
+    "PolicyStrategy",
+    "Proposal",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "Reinforce",
+    "STRATEGIES",
+    "Strategy",
+    "StrategyConfig",
+    "StrategyError",
+    "Trace",
+    "make_strategy",
+]
