@@ -69,6 +69,10 @@ class ModelSpec(_Strict):
     # language models
     embeddingSize: int = Field(default=64, ge=1)
     hiddenSize: int = Field(default=64, ge=1)
+    numLayers: int | None = Field(
+        default=None, ge=1,
+        description="Stacked recurrent cells; null = the paper's (Zoph & Le 2, ENAS 1).",
+    )
     tieWeights: bool = True
     variationalDropout: float = Field(default=0.0, ge=0, lt=1)
 

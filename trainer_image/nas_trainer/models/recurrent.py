@@ -282,7 +282,7 @@ def build_zoph_le_rnn(
     *,
     spec: ModelSpec,
     vocab_size: int,
-    num_layers: int = ZOPH_LE_LAYERS,
+    num_layers: int | None = None,
 ) -> RecurrentLM:
     """A Zoph & Le LM; the genotype is validated (and normalised) by its space first."""
     space = ZophLeRnnSpace()
@@ -291,7 +291,7 @@ def build_zoph_le_rnn(
         lambda i, h: ZophLeCell(canonical, i, h),
         vocab_size=vocab_size,
         spec=spec,
-        num_layers=num_layers,
+        num_layers=num_layers or spec.numLayers or ZOPH_LE_LAYERS,
     )
 
 
@@ -301,7 +301,7 @@ def build_enas_rnn(
     *,
     spec: ModelSpec,
     vocab_size: int,
-    num_layers: int = ENAS_LAYERS,
+    num_layers: int | None = None,
 ) -> RecurrentLM:
     """An ENAS LM; N and the output mode come from the genotype, validated by its space."""
     nodes = genotype.get("nodes")
@@ -318,5 +318,5 @@ def build_enas_rnn(
         lambda i, h: EnasCell(canonical, i, h),
         vocab_size=vocab_size,
         spec=spec,
-        num_layers=num_layers,
+        num_layers=num_layers or spec.numLayers or ENAS_LAYERS,
     )
