@@ -1,0 +1,259 @@
+"""How the search loop starts and stops trials, without knowing where they run.
+
+The loop hands a ``LaunchRequest`` (trial document, names, token) to a
+``Launcher``: Kubernetes Jobs in the operator, local processes in ``kubenas
+run``, simulated trials in tests and benchmarks. Launchers never decide
+anything; they push what they observe back to the loop through a
+``TrialObserver`` (``SearchLoop`` is one): the attempt started, exited with a
+code and a termination message, or was lost. The trainer's HTTP reports go to
+the loop through the status API.
+
+``SimulatedLauncher`` is for tests and benchmarks only: it runs no training,
+it plays a trainer that reports configurable metrics after a configurable
+latency (or fails, or hangs) and then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller_policy.spaces.base import Architecture
+from nas_trainer.contract import Report, TrialDocument
+
+REPORT_PATH = "/v1/namespaces/{namespace}/searches/{search}/trials/{trial}/reports"
+"""The status API route a trainer POSTs its reports to."""
+
+
+def report_url(base: str | None, namespace: str, search: str, trial: str) -> str | None:
+    """Full report URL of one trial under the status API's base URL (None without a base)."""
+    if not base:
+        return None
+    return base.rstrip("/") + REPORT_PATH.format(namespace=namespace, search=search, trial=trial)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One attempt of one trial, with everything a launcher needs to run it."""
+
+    namespace: str
+    search: str
+    trial: str
+    """Deterministic trial name, ``<search>-t<index>`` (``-f<index>`` for final training)."""
+    attempt: int
+    job_name: str
+    """Deterministic name of this attempt's Job/process: ``<trial>-a<attempt>``."""
+    document: TrialDocument
+    token: str
+    """Per-trial bearer token for the status API (HMAC, see ``tokens``)."""
+    report_url: str | None = None
+    """Full URL of this trial's report endpoint, when the loop knows the status API address."""
+    active_deadline_seconds: int | None = None
+
+
+class TrialObserver(Protocol):
+    """What a launcher tells the loop; each call is idempotent and never raises on stale input."""
+
+    def on_trial_started(self, trial: str, attempt: int) -> Any: ...
+
+    def on_trial_exit(
+        self, trial: str, attempt: int, exit_code: int | None, termination_message: str | None
+    ) -> Any: ...
+
+    def on_trial_lost(self, trial: str, attempt: int, reason: str) -> Any: ...
+
+
+class Launcher(ABC):
+    """Starts, stops and re-adopts trial attempts."""
+
+    def attach(self, observer: TrialObserver) -> None:  # noqa: B027 - optional hook
+        """Called once by the loop before any launch; launchers that report to a loop keep it."""
+
+    @abstractmethod
+    async def launch(self, request: LaunchRequest) -> None:
+        """Start the attempt. Launching an attempt that already exists is a no-op (adoption).
+
+        Raise to say it could not be started; the loop counts a failed attempt.
+        """
+
+    @abstractmethod
+    async def cancel(self, trial: str, attempt: int) -> None:
+        """Stop the attempt if it runs; no-op if it is unknown or finished. No exit is reported."""
+
+    async def adopt(self, request: LaunchRequest) -> bool:
+        """After a restart: re-attach to an attempt launched before it.
+
+        Return True if the attempt exists (the launcher will report its exit,
+        even if it already ended), False if it is gone (the loop retries it).
+        The default knows nothing, so every attempt counts as gone.
+        """
+        return False
+
+
+# --- simulation (tests and benchmarks only) ----------------------------------------------
+
+
+@dataclass
+class SimulatedOutcome:
+    """What one simulated attempt does."""
+
+    metrics: list[dict[str, float]] = field(default_factory=lambda: [{"val_accuracy": 0.5}])
+    """Per-epoch metrics, oldest first."""
+    latency: float = 0.0
+    """Seconds between start and the final report."""
+    start_delay: float = 0.0
+    """Seconds between launch and the started event."""
+    fail: str | None = None
+    """If set, the trainer reports kind 'failed' with this reason and exits 1."""
+    hang: bool = False
+    """Never report and never exit (until cancelled)."""
+    report: bool = True
+    """POST the final report; if False, only the termination message carries it."""
+    exit_code: int = 0
+    termination_message: bool = True
+    """Write the final report as the termination message (a crashed trainer writes none)."""
+    epoch_reports: bool = False
+    """Also POST one 'epoch' report per epoch before the final one."""
+    architecture: Architecture | None = None
+    """ENAS mode: the derived architecture the final report carries."""
+
+
+Behaviour = Callable[[LaunchRequest], SimulatedOutcome]
+
+
+def constant_behaviour(
+    accuracy: float = 0.5, latency: float = 0.0, epochs: int = 1
+) -> Behaviour:
+    """Every attempt reports the same accuracy after ``latency`` seconds."""
+
+    def behave(_: LaunchRequest) -> SimulatedOutcome:
+        return SimulatedOutcome(metrics=[{"val_accuracy": accuracy}] * epochs, latency=latency)
+
+    return behave
+
+
+def random_behaviour(seed: int = 0, latency: float = 0.0, metric: str = "val_accuracy") -> Behaviour:
+    """Deterministic pseudo-random metrics per (trial, attempt); perplexities in 50..200."""
+
+    def behave(request: LaunchRequest) -> SimulatedOutcome:
+        rng = random.Random(f"{seed}/{request.trial}/{request.attempt}")
+        value = rng.uniform(0.1, 0.95) if metric == "val_accuracy" else rng.uniform(50.0, 200.0)
+        return SimulatedOutcome(metrics=[{metric: value}], latency=latency)
+
+    return behave
+
+
+ReportSink = Callable[[str, Report], Any]
+"""Where a simulated trainer POSTs: ``(trial, report) -> outcome`` (a loop's ``handle_report``)."""
+
+
+class SimulatedLauncher(Launcher):
+    """Plays the trainer and the kubelet for tests and benchmarks; trains nothing.
+
+    Each launch runs a task that waits ``start_delay``, signals started, waits
+    ``latency``, POSTs its reports to ``report_sink`` (default: the attached
+    loop's ``handle_report``), writes the same final ``Report`` as its
+    termination message and exits. ``launched`` records every request, so
+    tests can count launches and duplicates.
+    """
+
+    def __init__(self, behaviour: Behaviour | None = None, report_sink: ReportSink | None = None):
+        self.behaviour = behaviour or constant_behaviour()
+        self.report_sink = report_sink
+        self.observer: TrialObserver | None = None
+        self.launched: list[LaunchRequest] = []
+        self.cancelled: list[tuple[str, int]] = []
+        self.tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.adoptable: set[tuple[str, int]] | None = None
+        """If set, ``adopt`` says True only for these (trial, attempt); None = the running tasks."""
+        self.fail_launch: Callable[[LaunchRequest], bool] = lambda _: False
+
+    def attach(self, observer: TrialObserver) -> None:
+        self.observer = observer
+        if self.report_sink is None and hasattr(observer, "handle_report"):
+            self.report_sink = observer.handle_report  # type: ignore[attr-defined]
+
+    @property
+    def running(self) -> int:
+        return sum(1 for t in self.tasks.values() if not t.done())
+
+    async def launch(self, request: LaunchRequest) -> None:
+        key = (request.trial, request.attempt)
+        if key in self.tasks:
+            return
+        if self.fail_launch(request):
+            raise RuntimeError(f"simulated launch failure of {request.job_name}")
+        self.launched.append(request)
+        self.tasks[key] = asyncio.get_running_loop().create_task(self._run(request))
+
+    async def cancel(self, trial: str, attempt: int) -> None:
+        task = self.tasks.get((trial, attempt))
+        if task is not None and not task.done():
+            self.cancelled.append((trial, attempt))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def adopt(self, request: LaunchRequest) -> bool:
+        key = (request.trial, request.attempt)
+        if self.adoptable is not None:
+            if key not in self.adoptable:
+                return False
+            if key not in self.tasks:
+                self.tasks[key] = asyncio.get_running_loop().create_task(self._run(request))
+            return True
+        return key in self.tasks
+
+    async def close(self) -> None:
+        """Cancel every simulated attempt (test teardown)."""
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self, request: LaunchRequest) -> None:
+        outcome = self.behaviour(request)
+        observer = self.observer
+        if outcome.start_delay:
+            await asyncio.sleep(outcome.start_delay)
+        if observer is not None:
+            await _maybe_await(observer.on_trial_started(request.trial, request.attempt))
+        if outcome.hang:
+            await asyncio.Event().wait()
+        if outcome.latency:
+            await asyncio.sleep(outcome.latency)
+        if outcome.fail is not None:
+            final = Report(kind="failed", trial=request.trial, attempt=request.attempt,
+                           reason=outcome.fail)
+            code = outcome.exit_code or 1
+        else:
+            final = Report(kind="final", trial=request.trial, attempt=request.attempt,
+                           metrics=dict(outcome.metrics[-1]) if outcome.metrics else {},
+                           epochs=[dict(m) for m in outcome.metrics],
+                           architecture=outcome.architecture)
+            code = outcome.exit_code
+            if outcome.epoch_reports and self.report_sink is not None:
+                for i, m in enumerate(outcome.metrics):
+                    await _maybe_await(self.report_sink(request.trial, Report(
+                        kind="epoch", trial=request.trial, attempt=request.attempt,
+                        epoch=i, metrics=dict(m))))
+        if outcome.report and self.report_sink is not None:
+            await _maybe_await(self.report_sink(request.trial, final))
+        if observer is not None:
+            await _maybe_await(
+                observer.on_trial_exit(request.trial, request.attempt, code,
+                                       final.model_dump_json() if outcome.termination_message
+                                       else None)
+            )
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value

@@ -1,0 +1,376 @@
+"""The trial ledger: every trial of one search, its attempts, state and result.
+
+Pure bookkeeping (no asyncio, no I/O) so that every transition is easy to test
+and to checkpoint. Names are deterministic (``<search>-t0007``, final
+retraining ``<search>-f0001``; attempts ``<trial>-a2``), so a restarted loop
+finds its Jobs again and a repeated launch is recognised as the same one.
+
+Memory stays flat over long searches: a trial that has finished and been told
+to the strategy shrinks to a ``FinishedTrial`` (state, attempt, reward, digest
+of its final report); architectures of the best ``TOP_K_LIMIT`` are kept in
+``topk``. The full history lives where the driver writes it (NASTrial objects,
+the local output folder), never here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nas_operator.spec import EPOCHS_IN_STATUS, TOP_K_LIMIT, TrialResult
+
+MAX_EPOCHS_KEPT = 1000
+"""Epoch reports kept per running attempt (``objective.lastEpochs`` is at most 1000)."""
+STAGE_LETTER = {"search": "t", "final": "f"}
+
+
+class TrialState(StrEnum):
+    QUEUED = "Queued"
+    """Waiting for a slot (new, retried, or requeued by suspend)."""
+    PENDING = "Pending"
+    """Launched; its pod/process has not started yet."""
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (TrialState.PENDING, TrialState.RUNNING)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED)
+
+
+def trial_name(search: str, stage: str, index: int) -> str:
+    return f"{search}-{STAGE_LETTER[stage]}{index:04d}"
+
+
+def job_name(trial: str, attempt: int) -> str:
+    return f"{trial}-a{attempt}"
+
+
+def report_digest(body: Any) -> str:
+    """Stable short digest of a report (to recognise a repeated final report)."""
+    text = body if isinstance(body, str) else repr(body)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class Trial:
+    """A trial that is queued, running, or finished but not yet compacted."""
+
+    index: int
+    stage: str
+    name: str
+    seed: int
+    proposal_id: int | None
+    space: str | None
+    tokens: list[int] | None
+    genotype: dict[str, Any] | None
+    state: TrialState = TrialState.QUEUED
+    attempt: int = 0
+    launched: bool = False
+    """Whether ``attempt`` has been handed to the launcher (False: launch it next)."""
+    failures: int = 0
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reward: float | None = None
+    told: bool = False
+    final_digest: str | None = None
+    failure_reason: str | None = None
+    start_time: float | None = None
+    attempt_start: float | None = None
+    completion_time: float | None = None
+
+    @property
+    def job_name(self) -> str:
+        return job_name(self.name, self.attempt)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "stage": self.stage, "name": self.name, "seed": self.seed,
+            "proposal_id": self.proposal_id, "space": self.space, "tokens": self.tokens,
+            "genotype": self.genotype, "state": self.state.value, "attempt": self.attempt,
+            "launched": self.launched, "failures": self.failures, "epochs": self.epochs,
+            "metrics": self.metrics, "reward": self.reward, "told": self.told,
+            "final_digest": self.final_digest, "failure_reason": self.failure_reason,
+            "start_time": self.start_time, "attempt_start": self.attempt_start,
+            "completion_time": self.completion_time,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Trial:
+        data = dict(data)
+        data["state"] = TrialState(data["state"])
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class FinishedTrial:
+    """What is left of a finished, told trial: enough to answer late or repeated reports."""
+
+    state: TrialState
+    attempt: int
+    reward: float | None
+    final_digest: str | None
+    epochs: int
+
+    def to_state(self) -> list[Any]:
+        return [self.state.value, self.attempt, self.reward, self.final_digest, self.epochs]
+
+    @classmethod
+    def from_state(cls, data: list[Any]) -> FinishedTrial:
+        state, attempt, reward, digest, epochs = data
+        return cls(TrialState(state), attempt, reward, digest, epochs)
+
+
+@dataclass(slots=True)
+class Ranked:
+    """An entry of the top-k: a succeeded trial with its architecture."""
+
+    name: str
+    index: int
+    stage: str
+    reward: float
+    metrics: dict[str, float]
+    space: str | None
+    tokens: list[int]
+    genotype: dict[str, Any] | None
+
+    def result(self, with_genotype: bool = False) -> TrialResult:
+        return TrialResult(
+            trial=self.name, reward=self.reward, metrics=dict(self.metrics),
+            tokens=list(self.tokens), genotype=self.genotype if with_genotype else None,
+        )  # fmt: skip
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "index": self.index, "stage": self.stage, "reward": self.reward,
+            "metrics": self.metrics, "space": self.space, "tokens": self.tokens,
+            "genotype": self.genotype,
+        }  # fmt: skip
+
+
+class Ledger:
+    """Trials of both stages, queues of work for the loop, counters and the top-k."""
+
+    def __init__(self, search: str) -> None:
+        self.search = search
+        self.trials: dict[str, list[Trial | FinishedTrial]] = {"search": [], "final": []}
+        self.queue: deque[str] = deque()
+        """Trials waiting for a slot, in launch order."""
+        self.untold: deque[str] = deque()
+        """Search trials that ended and whose result the strategy has not been told."""
+        self.active: set[str] = set()
+        self.counts: dict[str, dict[str, int]] = {
+            stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0}
+            for stage in STAGE_LETTER
+        }
+        """Per stage: trials by outcome, attempts retried, attempts running now."""
+        self.topk: list[Ranked] = []
+        self.final_results: list[Ranked] = []
+
+    # --- lookup -------------------------------------------------------------------
+    def parse(self, name: str) -> tuple[str, int] | None:
+        """(stage, index) of a well-formed trial name of this search, else None."""
+        prefix = self.search + "-"
+        if not name.startswith(prefix) or len(name) < len(prefix) + 5:
+            return None
+        letter, digits = name[len(prefix)], name[len(prefix) + 1 :]
+        stage = {"t": "search", "f": "final"}.get(letter)
+        if stage is None or not digits.isdigit() or trial_name(self.search, stage, int(digits)) != name:
+            return None
+        return stage, int(digits)
+
+    def get(self, name: str) -> Trial | FinishedTrial | None:
+        parsed = self.parse(name)
+        if parsed is None:
+            return None
+        stage, index = parsed
+        items = self.trials[stage]
+        return items[index] if index < len(items) else None
+
+    def live(self, name: str) -> Trial:
+        rec = self.get(name)
+        assert isinstance(rec, Trial), name
+        return rec
+
+    def created(self, stage: str = "search") -> int:
+        return len(self.trials[stage])
+
+    def iter_live(self) -> Iterator[Trial]:
+        for items in self.trials.values():
+            for rec in items:
+                if isinstance(rec, Trial):
+                    yield rec
+
+    # --- transitions --------------------------------------------------------------
+    def add(self, stage: str, seed: int, proposal_id: int | None, space: str | None,
+            tokens: list[int] | None, genotype: dict[str, Any] | None) -> Trial:
+        """A new trial, queued for launch."""
+        index = len(self.trials[stage])
+        trial = Trial(index=index, stage=stage, name=trial_name(self.search, stage, index),
+                      seed=seed, proposal_id=proposal_id, space=space, tokens=tokens,
+                      genotype=genotype)  # fmt: skip
+        self.trials[stage].append(trial)
+        self.queue.append(trial.name)
+        return trial
+
+    def mark_launched(self, trial: Trial, now: float) -> None:
+        trial.state = TrialState.PENDING
+        trial.launched = True
+        trial.attempt_start = now
+        if trial.start_time is None:
+            trial.start_time = now
+        self.active.add(trial.name)
+
+    def mark_running(self, trial: Trial) -> bool:
+        if trial.state is TrialState.PENDING:
+            trial.state = TrialState.RUNNING
+            self.counts[trial.stage]["running"] += 1
+            return True
+        return False
+
+    def _leave_active(self, trial: Trial) -> None:
+        if trial.name in self.active:
+            self.active.discard(trial.name)
+            if trial.state is TrialState.RUNNING:
+                self.counts[trial.stage]["running"] -= 1
+
+    def succeed(self, trial: Trial, reward: float, metrics: dict[str, float],
+                epochs: list[dict[str, float]], digest: str, now: float) -> None:
+        self._leave_active(trial)
+        trial.state = TrialState.SUCCEEDED
+        trial.reward = reward
+        trial.metrics = dict(metrics)
+        trial.epochs = epochs[-EPOCHS_IN_STATUS:]
+        trial.final_digest = digest
+        trial.completion_time = now
+        self.counts[trial.stage]["succeeded"] += 1
+        ranked = Ranked(trial.name, trial.index, trial.stage, reward, dict(metrics),
+                        trial.space, list(trial.tokens or []), trial.genotype)  # fmt: skip
+        if trial.stage == "search":
+            self.untold.append(trial.name)
+            self._rank(ranked)
+        else:
+            self.final_results.append(ranked)
+            self.final_results.sort(key=lambda r: (-r.reward, r.index))
+
+    def fail_attempt(self, trial: Trial, reason: str, retries: int, counts: bool = True) -> bool:
+        """End the current attempt in failure; True if it will be retried, False if it failed."""
+        self._leave_active(trial)
+        trial.failure_reason = reason
+        if counts:
+            trial.failures += 1
+        if not counts or trial.failures <= retries:
+            trial.attempt += 1
+            trial.launched = False
+            trial.epochs = []
+            trial.state = TrialState.QUEUED
+            self.queue.appendleft(trial.name)
+            if counts:
+                self.counts[trial.stage]["retried"] += 1
+            return True
+        return False
+
+    def fail(self, trial: Trial, reason: str, now: float) -> None:
+        """The trial failed for good (its attempt already left the active set)."""
+        self._leave_active(trial)
+        if trial.state is TrialState.QUEUED:
+            self._unqueue(trial.name)
+        trial.state = TrialState.FAILED
+        trial.failure_reason = reason
+        trial.completion_time = now
+        trial.epochs = trial.epochs[-EPOCHS_IN_STATUS:]
+        self.counts[trial.stage]["failed"] += 1
+        if trial.stage == "search":
+            self.untold.append(trial.name)
+
+    def cancel(self, trial: Trial, reason: str, now: float) -> None:
+        self._leave_active(trial)
+        if trial.state is TrialState.QUEUED:
+            self._unqueue(trial.name)
+        trial.state = TrialState.CANCELLED
+        trial.failure_reason = reason
+        trial.completion_time = now
+        self.counts[trial.stage]["cancelled"] += 1
+
+    def requeue(self, trial: Trial) -> None:
+        """Stop an active attempt without counting a failure (suspend): next attempt later."""
+        self._leave_active(trial)
+        trial.attempt += 1
+        trial.launched = False
+        trial.epochs = []
+        trial.state = TrialState.QUEUED
+        self.queue.appendleft(trial.name)
+
+    def _unqueue(self, name: str) -> None:
+        try:
+            self.queue.remove(name)
+        except ValueError:
+            pass
+
+    def compact(self, trial: Trial) -> None:
+        """Shrink a finished trial whose result the strategy (or nobody) needs any more."""
+        assert trial.state.terminal
+        epochs = int(trial.epochs[-1].get("epoch", len(trial.epochs) - 1)) + 1 if trial.epochs else 0
+        self.trials[trial.stage][trial.index] = FinishedTrial(
+            trial.state, trial.attempt, trial.reward, trial.final_digest, epochs
+        )
+
+    def _rank(self, ranked: Ranked) -> None:
+        self.topk.append(ranked)
+        self.topk.sort(key=lambda r: (-r.reward, r.index))
+        del self.topk[TOP_K_LIMIT:]
+
+    # --- summaries ----------------------------------------------------------------
+    @property
+    def best(self) -> Ranked | None:
+        return self.topk[0] if self.topk else None
+
+    def count_state(self, stage: str) -> dict[str, int]:
+        """Queued, pending (launched, not started) and running trials of one stage."""
+        letter = f"{self.search}-{STAGE_LETTER[stage]}"
+        queued = sum(1 for n in self.queue if n.startswith(letter))
+        active = sum(1 for n in self.active if n.startswith(letter))
+        running = self.counts[stage]["running"]
+        return {"queued": queued, "pending": active - running, "running": running}
+
+    # --- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able snapshot (live trials in full, finished ones compact)."""
+        return {
+            "search": self.search,
+            "trials": {
+                stage: [[0, r.to_state()] if isinstance(r, Trial) else [1, r.to_state()]
+                        for r in items]
+                for stage, items in self.trials.items()
+            },
+            "queue": list(self.queue),
+            "untold": list(self.untold),
+            "counts": {stage: dict(c) for stage, c in self.counts.items()},
+            "topk": [r.to_state() for r in self.topk],
+            "final_results": [r.to_state() for r in self.final_results],
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Ledger:
+        ledger = cls(data["search"])
+        for stage, items in data["trials"].items():
+            ledger.trials[stage] = [
+                Trial.from_state(body) if tag == 0 else FinishedTrial.from_state(body)
+                for tag, body in items
+            ]
+        ledger.queue = deque(data["queue"])
+        ledger.untold = deque(data["untold"])
+        ledger.counts = {stage: dict(c) for stage, c in data["counts"].items()}
+        ledger.topk = [Ranked(**r) for r in data["topk"]]
+        ledger.final_results = [Ranked(**r) for r in data["final_results"]]
+        ledger.active = {t.name for t in ledger.iter_live() if t.state.active}
+        return ledger

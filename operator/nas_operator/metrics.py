@@ -1,0 +1,235 @@
+"""Prometheus metrics of the operator and the local runner.
+
+The names below are a contract: the Grafana dashboard's PromQL uses them, and
+a test checks that it names nothing else (``metric_family_names``). Labels are
+``namespace`` and ``search`` unless noted, so a dashboard can pick one search;
+status-API results are labelled by result only, so a stranger POSTing to
+made-up searches cannot grow the label set.
+
+Each ``OperatorMetrics`` owns its own ``CollectorRegistry`` (plus the process
+and platform collectors), never the global one: tests and several runners in
+one process stay independent. ``forget`` drops every series of a finished or
+deleted search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+try:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        VERSION = version("kubenas")
+    except PackageNotFoundError:
+        VERSION = "0.0.0+unknown"
+except ImportError:  # pragma: no cover
+    VERSION = "0.0.0+unknown"
+
+TRIAL_OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
+REPORT_RESULTS = (
+    "accepted", "duplicate", "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
+)  # fmt: skip
+SEARCH_PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+REWARD_BUCKETS = tuple(round(0.05 * i, 2) for i in range(0, 21)) + (float("inf"),)
+"""Rewards of the papers' transforms lie in [0, 1] (cube of an accuracy, 80/ppl^2 for ppl > 9)."""
+DURATION_BUCKETS = (
+    1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400, float("inf"),
+)  # fmt: skip
+UPDATE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
+
+METRIC_FAMILIES: tuple[str, ...] = (
+    "kubenas_trials_total",
+    "kubenas_trials_running",
+    "kubenas_trials_pending",
+    "kubenas_trial_duration_seconds",
+    "kubenas_reward",
+    "kubenas_best_reward",
+    "kubenas_controller_updates_total",
+    "kubenas_controller_entropy",
+    "kubenas_controller_baseline",
+    "kubenas_controller_update_duration_seconds",
+    "kubenas_checkpoint_size_bytes",
+    "kubenas_status_api_reports_total",
+    "kubenas_searches",
+    "kubenas_build_info",
+)
+HISTOGRAMS = (
+    "kubenas_trial_duration_seconds",
+    "kubenas_reward",
+    "kubenas_controller_update_duration_seconds",
+)
+
+
+def metric_family_names() -> list[str]:
+    """The metric names as PromQL sees them (histograms: the base of _bucket/_sum/_count)."""
+    return list(METRIC_FAMILIES)
+
+
+def metric_series_names() -> list[str]:
+    """Every sample name the exposition can contain (histogram and counter suffixes included)."""
+    names: list[str] = []
+    for name in METRIC_FAMILIES:
+        if name in HISTOGRAMS:
+            names += [f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"]
+        elif name.endswith("_total"):
+            names += [name, name[: -len("_total")] + "_created"]
+        else:
+            names.append(name)
+    return names
+
+
+SEARCH_LABELS = ("namespace", "search")
+
+
+class SearchMetrics:
+    """The series of one search, bound to its labels (what a loop writes to)."""
+
+    def __init__(self, parent: OperatorMetrics, namespace: str, search: str):
+        self.parent = parent
+        self.labels = (namespace, search)
+        self._updates_seen = 0
+
+    def trial_outcome(self, outcome: str) -> None:
+        self.parent.trials_total.labels(*self.labels, outcome).inc()
+
+    def set_counts(self, running: int, pending: int) -> None:
+        self.parent.trials_running.labels(*self.labels).set(running)
+        self.parent.trials_pending.labels(*self.labels).set(pending)
+
+    def observe_duration(self, seconds: float) -> None:
+        self.parent.trial_duration.labels(*self.labels).observe(max(0.0, seconds))
+
+    def observe_reward(self, reward: float) -> None:
+        self.parent.reward.labels(*self.labels).observe(reward)
+
+    def set_best(self, reward: float) -> None:
+        self.parent.best_reward.labels(*self.labels).set(reward)
+
+    def controller(
+        self, updates: int | None, entropy: float | None, baseline: float | None
+    ) -> None:
+        """Record a strategy summary; the updates counter advances by the change since last time."""
+        if updates is not None and updates > self._updates_seen:
+            self.parent.controller_updates.labels(*self.labels).inc(updates - self._updates_seen)
+            self._updates_seen = updates
+        if entropy is not None:
+            self.parent.controller_entropy.labels(*self.labels).set(entropy)
+        if baseline is not None:
+            self.parent.controller_baseline.labels(*self.labels).set(baseline)
+
+    def resume_updates(self, updates: int) -> None:
+        """After a restore: the counter continues from here without counting old updates again."""
+        self._updates_seen = updates
+
+    def observe_update_duration(self, seconds: float) -> None:
+        self.parent.controller_update_duration.labels(*self.labels).observe(seconds)
+
+    def set_checkpoint_size(self, size: int) -> None:
+        self.parent.checkpoint_size.labels(*self.labels).set(size)
+
+
+class OperatorMetrics:
+    """Every metric family of one process, on a dedicated registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        version: str = VERSION,
+        process_collectors: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if process_collectors:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        r = self.registry
+        sl = SEARCH_LABELS
+        self.trials_total = Counter(
+            "kubenas_trials_total", "Trials (or attempts, for retried) by outcome.",
+            [*sl, "outcome"], registry=r,
+        )  # fmt: skip
+        self.trials_running = Gauge("kubenas_trials_running", "Trials running now.", sl, registry=r)
+        self.trials_pending = Gauge(
+            "kubenas_trials_pending", "Trials waiting for a slot or for their pod.", sl, registry=r
+        )
+        self.trial_duration = Histogram(
+            "kubenas_trial_duration_seconds", "Wall time of finished trial attempts.", sl,
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.reward = Histogram(
+            "kubenas_reward", "Rewards of succeeded trials.", sl, buckets=REWARD_BUCKETS, registry=r
+        )
+        self.best_reward = Gauge("kubenas_best_reward", "Best reward so far.", sl, registry=r)
+        self.controller_updates = Counter(
+            "kubenas_controller_updates_total", "Controller (policy) updates.", sl, registry=r
+        )
+        self.controller_entropy = Gauge(
+            "kubenas_controller_entropy", "Controller policy entropy (nats).", sl, registry=r
+        )
+        self.controller_baseline = Gauge(
+            "kubenas_controller_baseline", "Controller reward baseline.", sl, registry=r
+        )
+        self.controller_update_duration = Histogram(
+            "kubenas_controller_update_duration_seconds",
+            "Time the strategy spends learning from results and proposing (off the event loop).",
+            sl, buckets=UPDATE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.checkpoint_size = Gauge(
+            "kubenas_checkpoint_size_bytes", "Size of the last checkpoint.", sl, registry=r
+        )
+        self.reports_total = Counter(
+            "kubenas_status_api_reports_total", "Trainer reports by result.", ["result"], registry=r
+        )
+        self.searches = Gauge("kubenas_searches", "Searches by phase.", ["phase"], registry=r)
+        self.build_info = Gauge("kubenas_build_info", "Build information.", ["version"], registry=r)
+        self.build_info.labels(version).set(1)
+        for phase in SEARCH_PHASES:
+            self.searches.labels(phase).set(0)
+        for result in REPORT_RESULTS:
+            self.reports_total.labels(result)
+
+    def for_search(self, namespace: str, search: str) -> SearchMetrics:
+        return SearchMetrics(self, namespace, search)
+
+    def report(self, result: str) -> None:
+        if result not in REPORT_RESULTS:
+            raise ValueError(f"unknown report result {result!r}; one of {REPORT_RESULTS}")
+        self.reports_total.labels(result).inc()
+
+    def set_search_phases(self, phases: Iterable[str]) -> None:
+        """Set ``kubenas_searches`` from the phases of every live search."""
+        counts = dict.fromkeys(SEARCH_PHASES, 0)
+        for phase in phases:
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, n in counts.items():
+            self.searches.labels(phase).set(n)
+
+    def forget(self, namespace: str, search: str) -> None:
+        """Remove every series of one search (it finished long ago or was deleted)."""
+        labels = (namespace, search)
+        for outcome in TRIAL_OUTCOMES:
+            with contextlib.suppress(KeyError):
+                self.trials_total.remove(*labels, outcome)
+        for metric in (
+            self.trials_running, self.trials_pending, self.trial_duration, self.reward,
+            self.best_reward, self.controller_updates, self.controller_entropy,
+            self.controller_baseline, self.controller_update_duration, self.checkpoint_size,
+        ):  # fmt: skip
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """(body, content type) of a ``/metrics`` response."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
