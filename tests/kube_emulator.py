@@ -64,7 +64,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.test_utils
 import aiohttp.web
+import aiohttp.web_server
 import attrs
 import jsonpatch
 import jsonpointer
@@ -127,6 +129,7 @@ _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's own alphabet
 _DATA_LIMIT = 1024 * 1024  # ConfigMap and Secret payload limit
+_REQUEST_LIMIT = 3 * 1024 * 1024  # kube-apiserver's request body limit (aiohttp's is 1 MiB)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -489,7 +492,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         ``/api/v1/namespaces/NAME`` as a namespace without a resource, so the request is
         parsed here; error reporting follows kmock's (errors kept in ``self.errors``).
         """
-        body = await raw_request.read()
+        try:
+            body = await raw_request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            too_large = ApiError(413, "RequestEntityTooLarge",
+                                 f"Request entity too large: limit is {_REQUEST_LIMIT}")
+            return aiohttp.web.json_response(too_large.status(), status=413)
         raw_response: aiohttp.web.StreamResponse | None = None
         try:
             request = self._parse_request(raw_request, body)
@@ -1249,22 +1257,58 @@ class KubeClient:
         body = {"propagationPolicy": propagation} if propagation else None
         return await self.request("DELETE", resource_path(resource, namespace, name), json_body=body)
 
-    async def watch(self, resource: str, namespace: str | None = "default", *,
-                    params: Mapping[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Yield watch events until the server ends the stream (use ``timeoutSeconds``)."""
-        query = {"watch": "true", **(params or {})}
+    @contextlib.asynccontextmanager
+    async def watch(self, resource: str, namespace: str | None = "default",
+                    **params: str) -> AsyncIterator[WatchStream]:
+        """Open a watch; once entered, the server has subscribed it (its headers arrived)."""
+        query = {"watch": "true", **params}
         async with self.session.get(self.base_url + resource_path(resource, namespace), params=query,
                                     headers={"User-Agent": TEST_USER_AGENT}) as response:
             if response.status >= 400:
                 raise ApiStatusError(response.status, await response.json(content_type=None))
-            async for line in response.content:
-                if line.strip():
-                    yield json.loads(line)
+            yield WatchStream(response)
+
+
+class WatchStream:
+    """Events of an open watch, one at a time, with a timeout so a test cannot hang."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self.response = response
+
+    async def next(self, timeout: float = 5) -> dict[str, Any] | None:
+        """The next event, or None when the server ended the stream."""
+        while True:
+            line = await asyncio.wait_for(self.response.content.readline(), timeout)
+            if not line:
+                return None
+            if line.strip():
+                return json.loads(line)
+
+    async def quiet(self, seconds: float = 0.2) -> bool:
+        """True if no event arrives within ``seconds`` (for 'nothing else happens' checks)."""
+        try:
+            event = await self.next(timeout=seconds)
+        except TimeoutError:
+            return True
+        return event is None
 
 
 # --------------------------------------------------------------------------------------------
 # Serving from a thread, and the test bed around a kopf operator.
 # --------------------------------------------------------------------------------------------
+
+class _ApiTestServer(aiohttp.test_utils.RawTestServer):
+    """aiohttp's raw test server, accepting bodies up to the API server's limit."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
+        server = aiohttp.web_server.Server(self._handler, loop=self._loop, debug=debug, **kwargs)
+
+        def make_request(*args: Any) -> aiohttp.web.BaseRequest:
+            return aiohttp.web.BaseRequest(*args, server._loop, client_max_size=_REQUEST_LIMIT)
+
+        server.request_factory = make_request
+        return aiohttp.web.ServerRunner(server, debug=debug, **kwargs)
+
 
 class EmulatorThread:
     """Serve a :class:`KubeEmulator` on 127.0.0.1 from its own thread and event loop.
@@ -1318,7 +1362,7 @@ class EmulatorThread:
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with self.emulator, kmock.Server(self.emulator, user_agent="") as server:
+        async with self.emulator, kmock.Server(self.emulator, user_agent="", server_cls=_ApiTestServer) as server:
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()

@@ -15,7 +15,8 @@ from typing import Any
 import kopf
 import kubernetes
 from kube_emulator import CONFIGMAPS, EVENTS, GROUP, NASSEARCHES, VERSION, KubeTestBed
-from kube_fixtures import kube  # noqa: F401
+
+pytest_plugins = ["kube_fixtures"]  # the `kube` fixture
 
 FINALIZER = f"{GROUP}/finalizer"
 
