@@ -20,6 +20,8 @@ from nas_trainer.datasets.errors import DatasetError
 
 EOS = "<eos>"
 UNK = "<unk>"
+MIN_VALID_TOKENS = 20
+"""Evaluation cuts the validation text into 10 streams of at least 2 tokens."""
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
 PTB_LAYOUT = (
     "a directory holding ptb.train.txt, ptb.valid.txt and ptb.test.txt "
@@ -69,17 +71,21 @@ def _cap(ids: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return ids[: spec.maxTrainExamples] if spec.maxTrainExamples is not None else ids
 
 
-def _check_no_validation_size(spec: DatasetSpec) -> None:
-    if spec.validationSize is not None:
+def _cap_valid(ids: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """Text corpora ship their own validation text; ``validationSize`` caps how many of its
+    tokens are used (cheap searches), it never moves training text into validation."""
+    if spec.validationSize is None:
+        return ids
+    if spec.validationSize < MIN_VALID_TOKENS:
         raise DatasetError(
-            f"dataset.validationSize applies to image datasets; {spec.name} has its own "
-            "validation text: remove dataset.validationSize"
+            f"dataset.validationSize={spec.validationSize} tokens is too little validation "
+            f"text; use at least {MIN_VALID_TOKENS} (or leave it unset for the whole validation file)"
         )
+    return ids[: spec.validationSize]
 
 
 def load_ptb(spec: DatasetSpec) -> TextData:
     """PTB from ``dataset.path`` (word level, ``<eos>`` per line)."""
-    _check_no_validation_size(spec)
     if not spec.path:
         raise DatasetError(f"dataset.path is required for ptb: {PTB_LAYOUT}")
     root = Path(spec.path)
@@ -102,7 +108,7 @@ def load_ptb(spec: DatasetSpec) -> TextData:
         name="ptb",
         vocab=vocab,
         train=_cap(encode(splits["train"], vocab), spec),
-        valid=encode(splits["valid"], vocab),
+        valid=_cap_valid(encode(splits["valid"], vocab), spec),
         test=encode(splits["test"], vocab),
     )
 
@@ -122,7 +128,6 @@ def load_pydoc_text(spec: DatasetSpec) -> TextData:
     split is deterministic and validation text is never seen in training.
     Words seen fewer than twice in training become ``<unk>`` (as PTB's 10k vocabulary does).
     """
-    _check_no_validation_size(spec)
     from pydoc_data.topics import topics
 
     splits: dict[str, list[list[str]]] = {"train": [], "valid": [], "test": []}
@@ -137,7 +142,7 @@ def load_pydoc_text(spec: DatasetSpec) -> TextData:
         name="pydoc-text",
         vocab=vocab,
         train=_cap(encode(splits["train"], vocab), spec),
-        valid=encode(splits["valid"], vocab),
+        valid=_cap_valid(encode(splits["valid"], vocab), spec),
         test=encode(splits["test"], vocab),
     )
 
@@ -151,6 +156,6 @@ def load_synthetic_text(spec: DatasetSpec, seed: int) -> TextData:
         name="synthetic",
         vocab=vocab,
         train=torch.randint(0, len(vocab), (n_train,), generator=gen),
-        valid=torch.randint(0, len(vocab), (1000,), generator=gen),
+        valid=_cap_valid(torch.randint(0, len(vocab), (1000,), generator=gen), spec),
         test=torch.randint(0, len(vocab), (1000,), generator=gen),
     )
