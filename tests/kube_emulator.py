@@ -1548,12 +1548,19 @@ def _restore_signals() -> None:
 @contextlib.asynccontextmanager
 async def start_test_bed(*, crds: Sequence[Mapping[str, Any]] | None = None,
                          history_limit: int = 10_000) -> AsyncIterator[KubeTestBed]:
-    """Start an emulator on 127.0.0.1 (random port) in its own thread; stop it on exit."""
+    """Start an emulator on 127.0.0.1 (random port) in its own thread; stop it on exit.
+
+    On a clean exit, fail if the emulator itself crashed on some request (it
+    answered 500 with a traceback): that is a bug in the test bed, not an API answer.
+    """
     emulator = KubeEmulator(crds=crds, history_limit=history_limit)
     server = EmulatorThread(emulator)
     await asyncio.to_thread(server.start)
     try:
         async with aiohttp.ClientSession() as session:
             yield KubeTestBed(server, session)
+        crashes = await server.call(lambda: list(emulator.errors))
+        if crashes:
+            raise AssertionError(f"the emulator failed on {len(crashes)} request(s): {crashes!r}")
     finally:
         await asyncio.to_thread(server.stop)

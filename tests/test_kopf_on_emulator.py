@@ -102,3 +102,32 @@ async def test_operator_handles_a_search_once_and_cleans_up(kube: KubeTestBed) -
         assert record.daemon_stopped.is_set()
         assert await kube.read(CONFIGMAPS, "s1-checkpoint") is None  # cascaded
     assert operator.task.done() and operator.task.exception() is None
+
+
+async def test_a_restarted_operator_resumes_without_handling_again(kube: KubeTestBed) -> None:
+    """Handled state lives in the object (our annotations), so a new operator does not redo it."""
+    record = Record()
+    registry = build_registry(record, kube)
+    resumed: list[str] = []
+
+    @kopf.on.resume(GROUP, VERSION, "nassearches", registry=registry)
+    def resume_search(name: str, **_: Any) -> None:
+        resumed.append(name)
+
+    async def handled() -> Any:
+        obj = await kube.read(NASSEARCHES, "s1")
+        return obj if obj and obj.get("status", {}).get("phase") == "Running" else None
+
+    async with kube.operator(registry):
+        await kube.client.create(NASSEARCHES, {"metadata": {"name": "s1"}, "spec": {"maxTrials": 2}})
+        await kube.wait_for(handled, message="the first operator to handle the search")
+    # Stopping with the search alive stops its daemon too.
+    assert record.daemon_stopped.is_set()
+    record.daemon_started.clear()
+    record.daemon_stopped.clear()
+
+    async with kube.operator(registry):
+        assert await asyncio.to_thread(record.daemon_started.wait, 5)
+        assert resumed == ["s1"]
+        assert record.creates == 1
+    assert (await kube.read(NASSEARCHES, "s1"))["metadata"]["finalizers"] == [FINALIZER]

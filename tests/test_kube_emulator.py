@@ -494,3 +494,16 @@ async def test_sync_kubernetes_client_in_a_thread(kube: KubeTestBed) -> None:
 
     succeeded, conflict = await asyncio.to_thread(play_job_controller)
     assert succeeded == 1 and conflict.startswith("409")
+
+
+async def test_the_bed_reports_crashes_of_the_emulator_itself() -> None:
+    """A 500 from a bug in the emulator must fail the test, not pass as an API answer."""
+    with pytest.raises(AssertionError, match="the emulator failed on 1 request"):
+        async with start_test_bed() as bed:
+            def corrupt_the_store() -> None:  # as a test writing into kmock's store by hand might
+                bed.emulator.objects[JOBS, "default", "x"] = {"metadata": "not an object"}
+
+            await bed.server.call(corrupt_the_store)
+            with pytest.raises(ApiStatusError) as info:
+                await bed.client.list(JOBS, label_selector="a=b")
+            assert info.value.code == 500
