@@ -79,6 +79,8 @@ class Trial:
     """Whether ``attempt`` has been handed to the launcher (False: launch it next)."""
     failures: int = 0
     epochs: list[dict[str, float]] = field(default_factory=list)
+    epoch_count: int = 0
+    """Epochs this attempt has reported (by report or in its final report)."""
     metrics: dict[str, float] = field(default_factory=dict)
     reward: float | None = None
     told: bool = False
@@ -98,6 +100,7 @@ class Trial:
             "proposal_id": self.proposal_id, "space": self.space, "tokens": self.tokens,
             "genotype": self.genotype, "state": self.state.value, "attempt": self.attempt,
             "launched": self.launched, "failures": self.failures, "epochs": self.epochs,
+            "epoch_count": self.epoch_count,
             "metrics": self.metrics, "reward": self.reward, "told": self.told,
             "final_digest": self.final_digest, "failure_reason": self.failure_reason,
             "start_time": self.start_time, "attempt_start": self.attempt_start,
@@ -249,6 +252,7 @@ class Ledger:
         trial.state = TrialState.SUCCEEDED
         trial.reward = reward
         trial.metrics = dict(metrics)
+        trial.epoch_count = max(trial.epoch_count, len(epochs))
         trial.epochs = epochs[-EPOCHS_IN_STATUS:]
         trial.final_digest = digest
         trial.completion_time = now
@@ -272,6 +276,7 @@ class Ledger:
             trial.attempt += 1
             trial.launched = False
             trial.epochs = []
+            trial.epoch_count = 0
             trial.state = TrialState.QUEUED
             self.queue.appendleft(trial.name)
             if counts:
@@ -307,6 +312,7 @@ class Ledger:
         trial.attempt += 1
         trial.launched = False
         trial.epochs = []
+        trial.epoch_count = 0
         trial.state = TrialState.QUEUED
         self.queue.appendleft(trial.name)
 
@@ -319,9 +325,8 @@ class Ledger:
     def compact(self, trial: Trial) -> None:
         """Shrink a finished trial whose result the strategy (or nobody) needs any more."""
         assert trial.state.terminal
-        epochs = int(trial.epochs[-1].get("epoch", len(trial.epochs) - 1)) + 1 if trial.epochs else 0
         self.trials[trial.stage][trial.index] = FinishedTrial(
-            trial.state, trial.attempt, trial.reward, trial.final_digest, epochs
+            trial.state, trial.attempt, trial.reward, trial.final_digest, trial.epoch_count
         )
 
     def _rank(self, ranked: Ranked) -> None:

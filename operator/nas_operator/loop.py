@@ -485,7 +485,7 @@ class SearchLoop:
 
     def _late_report(self, trial: str, rec: Trial | FinishedTrial, report: Report) -> ReportResult:
         state, attempt, digest = rec.state, rec.attempt, rec.final_digest
-        n_epochs = rec.epochs if isinstance(rec, FinishedTrial) else len(rec.epochs)
+        n_epochs = rec.epochs if isinstance(rec, FinishedTrial) else rec.epoch_count
         if report.kind == "final" and digest is not None and report_digest(
             report.model_dump_json()
         ) == digest:
@@ -518,6 +518,7 @@ class SearchLoop:
         else:
             epochs.insert(0, entry)
         del epochs[:-MAX_EPOCHS_KEPT]
+        rec.epoch_count = max(rec.epoch_count, report.epoch + 1)
         self._emit("TrialEpoch", f"trial {rec.name} epoch {report.epoch}: "
                    + ", ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()), rec.name,
                    epoch=report.epoch, metrics=dict(report.metrics))

@@ -101,6 +101,14 @@ class SearchMetrics:
         self.parent = parent
         self.labels = (namespace, search)
         self._updates_seen = 0
+        # Counters and histograms start at zero so rate() works from the first scrape;
+        # best reward, entropy, baseline stay absent until there is a value.
+        for outcome in TRIAL_OUTCOMES:
+            parent.trials_total.labels(*self.labels, outcome)
+        for metric in (parent.controller_updates, parent.trial_duration, parent.reward,
+                       parent.controller_update_duration):
+            metric.labels(*self.labels)
+        self.set_counts(0, 0)
 
     def trial_outcome(self, outcome: str) -> None:
         self.parent.trials_total.labels(*self.labels, outcome).inc()
