@@ -30,10 +30,14 @@ subclass fills exactly those gaps:
   benchmarks can report API calls per trial.
 
 Not emulated (and not needed so far): admission, RBAC, OpenAPI schema
-validation and defaulting, server-side apply, strategic merge by list keys
-(lists are replaced), graceful Pod termination (Pods go at once), namespace
-lifecycle (objects may be created in namespaces that do not exist), and
-continue tokens that pin a snapshot.
+validation and defaulting (only pruning), server-side apply, strategic merge
+by list keys (lists are replaced), the Job controller's and the kubelet's work
+(tests play them: they create Pods and write statuses, see KubeTestBed), Job
+selector defaulting, graceful Pod termination (Pods go at once), foreground
+deletion (treated as background; the garbage collector here runs at once, not
+later), namespace lifecycle (objects may be created in namespaces that do not
+exist), the etcd object size limit (only the ConfigMap/Secret 1 MiB and the
+3 MiB request limits), and continue tokens that pin a snapshot.
 
 The module also carries the pieces tests use: a plain aiohttp client
 (:class:`KubeClient`), a runner that serves the emulator from its own thread
@@ -479,7 +483,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # but after any reaction a test adds, so fault injection through kmock's DSL still works.
         (self.fallback ** 1)[self._is_object_request] << self._serve_object
         for name in ("default", "kube-system", "kube-public"):
-            self.create(NAMESPACES, {"metadata": {"name": name}})
+            self.create_object(NAMESPACES, {"metadata": {"name": name}})
         for crd in (self.crds if self.crds is not None else kubenas_crds()):
             self.register_crd(crd)
 
@@ -573,6 +577,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return result if isinstance(result, kmock.Response) else kmock.Response(status=200, payload=result)
 
     # -- public API for tests (call on the emulator's loop; see EmulatorThread.call) ----------
+    # Named *_object: kmock's handler already has get/patch/delete as HTTP client shortcuts.
 
     def register_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition's resources and store the CRD object itself."""
@@ -596,34 +601,34 @@ class KubeEmulator(kmock.KubernetesEmulator):
         key = (kmock.resource(CRDS), None, crd["metadata"]["name"])
         if key in self._objects and not self._objects[key].deleted:
             return
-        created = self.create(CRDS, body)
+        created = self.create_object(CRDS, body)
         # A CRD's status is set by the apiextensions controller, not by the creator.
-        self.patch(CRDS, None, created["metadata"]["name"], {"status": body["status"]}, subresource="status")
+        self.patch_object(CRDS, None, created["metadata"]["name"], {"status": body["status"]}, subresource="status")
 
-    def get(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any]:
+    def read_object(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any]:
         res, _ = self._resource(resource)
         return copy.deepcopy(self._live(res, namespace, name)[1])
 
-    def find(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def find_object(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object, or None: for tests that wait for something to appear or go."""
         try:
-            return self.get(resource, namespace, name)
+            return self.read_object(resource, namespace, name)
         except ApiError:
             return None
 
-    def list(self, resource: str | kmock.resource, namespace: str | None = None, *,
+    def list_objects(self, resource: str | kmock.resource, namespace: str | None = None, *,
              label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
         res, info = self._resource(resource)
         result = self._list(res, info, namespace, label_selector, field_selector, None, None)
         return copy.deepcopy(result["items"])
 
-    def create(self, resource: str | kmock.resource, body: Mapping[str, Any],
+    def create_object(self, resource: str | kmock.resource, body: Mapping[str, Any],
                namespace: str | None = None) -> dict[str, Any]:
         res, info = self._resource(resource)
         namespace = (namespace or body.get("metadata", {}).get("namespace")) if info.namespaced else None
         return copy.deepcopy(self._create(res, info, namespace, copy.deepcopy(dict(body))))
 
-    def patch(self, resource: str | kmock.resource, namespace: str | None, name: str,
+    def patch_object(self, resource: str | kmock.resource, namespace: str | None, name: str,
               patch: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
               subresource: str | None = None) -> dict[str, Any]:
         """Merge-patch (a dict) or JSON-patch (a list), with the server's rules for status."""
@@ -631,7 +636,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         ctype = "application/json-patch+json" if isinstance(patch, Sequence) else "application/merge-patch+json"
         return copy.deepcopy(self._patch(res, info, namespace, name, subresource, ctype, patch))
 
-    def delete(self, resource: str | kmock.resource, namespace: str | None, name: str, *,
+    def delete_object(self, resource: str | kmock.resource, namespace: str | None, name: str, *,
                propagation: str | None = None) -> dict[str, Any]:
         res, info = self._resource(resource)
         return copy.deepcopy(self._delete(res, info, namespace, name, propagation, None))
@@ -680,7 +685,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return self._watch(res, info, namespace, labels, fields, params)
             if name is not None:
                 return self._live(res, namespace, name)[1]
-            limit = int(params["limit"]) if params.get("limit", "0") not in ("", "0") else None
+            try:
+                limit = int(params.get("limit") or 0) or None
+            except ValueError:
+                raise _bad_request(f"invalid limit: {params['limit']!r}") from None
             return self._list(res, info, namespace, labels, fields, limit, params.get("continue"))
         if name is None and method == "POST":
             if info.namespaced and namespace is None:
@@ -764,7 +772,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         watcher = self._matcher(res, namespace, label_selector, field_selector)
         since = params.get("resourceVersion") or ""
         initial_events = params.get("sendInitialEvents") == "true"
-        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        try:
+            timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        except ValueError:
+            raise _bad_request(f"invalid timeoutSeconds: {params['timeoutSeconds']!r}") from None
         backlog: list[dict[str, Any]] = []
         if since in ("", "0") or initial_events:
             backlog = [{"type": "ADDED", "object": obj} for obj in self._live_objects(res, namespace)
@@ -867,13 +878,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         else:
             meta.pop("generation", None)
         if "status" in info.subresources:
-            # Create cannot set status: custom resources drop it, built-ins reset it.
+            # Create cannot set status: custom resources drop it, built-ins start from their own.
             body.pop("status", None)
-            if res.group != "" or res.plural != "namespaces":
-                if res not in self._custom:
-                    body["status"] = {"phase": "Pending"} if res == kmock.resource(PODS) else {}
-            else:
+            if res == kmock.resource(NAMESPACES):
                 body["status"] = {"phase": "Active"}
+            elif res == kmock.resource(PODS):
+                body["status"] = {"phase": "Pending"}
+            elif res not in self._custom:
+                body["status"] = {}
         body = {"apiVersion": api_version, "kind": kind, **body}
         body = self._validated(res, body)
         self._rv += 1
@@ -1114,6 +1126,10 @@ def _data_checked(res: kmock.resource, name: str, body: dict[str, Any]) -> dict[
         for key, value in body["stringData"].items():
             data[key] = base64.b64encode(str(value).encode()).decode()
         body = {k: v for k, v in body.items() if k != "stringData"} | {"data": data}
+    for field in ("data", "binaryData", "stringData"):
+        values = body.get(field) or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise _bad_request(f"{field} must map keys to strings")
     size = 0
     blobs = list((body.get("binaryData") or {}).items())
     if secret:
@@ -1232,7 +1248,7 @@ class KubeClient:
                 return None
             raise
 
-    async def list(self, resource: str, namespace: str | None = "default", *,
+    async def list_objects(self, resource: str, namespace: str | None = "default", *,
                    label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"labelSelector": label_selector, "fieldSelector": field_selector}.items() if v}
         return (await self.request("GET", resource_path(resource, namespace), params=params))["items"]
@@ -1424,20 +1440,20 @@ class KubeTestBed:
     # -- direct store access (no HTTP, not counted, still emits watch events) -------------------
 
     async def read(self, resource: str, name: str, namespace: str | None = "default") -> dict[str, Any] | None:
-        return await self.server.call(self.emulator.find, resource, namespace, name)
+        return await self.server.call(self.emulator.find_object, resource, namespace, name)
 
     async def read_all(self, resource: str, namespace: str | None = "default", *,
                        label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
-        return await self.server.call(self.emulator.list, resource, namespace,
+        return await self.server.call(self.emulator.list_objects, resource, namespace,
                                       label_selector=label_selector, field_selector=field_selector)
 
     async def put(self, resource: str, body: Mapping[str, Any], namespace: str | None = "default") -> dict[str, Any]:
         """Create an object as another controller would (e.g. the Pods of a Job)."""
-        return await self.server.call(self.emulator.create, resource, body, namespace)
+        return await self.server.call(self.emulator.create_object, resource, body, namespace)
 
     async def patch(self, resource: str, name: str, patch: Any, namespace: str | None = "default", *,
                     subresource: str | None = None) -> dict[str, Any]:
-        return await self.server.call(self.emulator.patch, resource, namespace, name, patch,
+        return await self.server.call(self.emulator.patch_object, resource, namespace, name, patch,
                                       subresource=subresource)
 
     async def set_status(self, resource: str, name: str, status: Mapping[str, Any],
@@ -1447,7 +1463,7 @@ class KubeTestBed:
 
     async def remove(self, resource: str, name: str, namespace: str | None = "default", *,
                      propagation: str | None = None) -> dict[str, Any]:
-        return await self.server.call(self.emulator.delete, resource, namespace, name,
+        return await self.server.call(self.emulator.delete_object, resource, namespace, name,
                                       propagation=propagation)
 
     async def calls(self, verb: str | None = None, resource: str | None = None, *,

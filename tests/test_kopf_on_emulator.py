@@ -89,7 +89,7 @@ async def test_operator_handles_a_search_once_and_cleans_up(kube: KubeTestBed) -
         await kube.wait_for(quiet, timeout=5, message="the operator to go quiet")
         assert record.creates == 1
 
-        events = await kube.client.list(EVENTS, field_selector="involvedObject.name=s1")
+        events = await kube.client.list_objects(EVENTS, field_selector="involvedObject.name=s1")
         assert "SearchStarted" in {e["reason"] for e in events}
 
         await kube.client.delete(NASSEARCHES, "s1")

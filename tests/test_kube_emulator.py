@@ -114,10 +114,10 @@ async def test_discovery_serves_what_kopf_and_the_operator_need(kube: KubeTestBe
         assert {"list", "watch", "get", "create", "patch", "update", "delete"} <= set(resource["verbs"])
 
     # The CRDs and namespaces exist as objects too (kmock alone fails to even list namespaces).
-    crds = await kube.client.list(CRDS, None)
+    crds = await kube.client.list_objects(CRDS, None)
     assert {c["metadata"]["name"] for c in crds} == {f"nassearches.{GROUP}", f"nastrials.{GROUP}"}
     assert (await kube.client.get(NAMESPACES, "default", None))["status"]["phase"] == "Active"
-    assert "default" in {n["metadata"]["name"] for n in await kube.client.list(NAMESPACES, None)}
+    assert "default" in {n["metadata"]["name"] for n in await kube.client.list_objects(NAMESPACES, None)}
 
 
 # -- object identity and versions -----------------------------------------------------------------
@@ -165,7 +165,7 @@ async def test_label_selectors_on_list(kube: KubeTestBed) -> None:
         await kube.client.create(NASTRIALS, {"metadata": {"name": name, "labels": labels}, "spec": {}})
 
     async def names(selector: str) -> list[str]:
-        return [t["metadata"]["name"] for t in await kube.client.list(NASTRIALS, label_selector=selector)]
+        return [t["metadata"]["name"] for t in await kube.client.list_objects(NASTRIALS, label_selector=selector)]
 
     assert await names("search=a") == ["t1", "t2"]
     assert await names("search==a,arch!=cnn") == ["t2"]
@@ -173,7 +173,23 @@ async def test_label_selectors_on_list(kube: KubeTestBed) -> None:
     assert await names("search notin (a)") == ["t3"]
     assert await names("arch") == ["t1", "t2"]
     assert await names("!arch") == ["t3"]
-    await expect_error(400, "BadRequest", kube.client.list(NASTRIALS, label_selector="arch in cnn"))
+    await expect_error(400, "BadRequest", kube.client.list_objects(NASTRIALS, label_selector="arch in cnn"))
+
+
+async def test_lists_come_in_pages_when_asked(kube: KubeTestBed) -> None:
+    for index in range(5):
+        await kube.client.create(CONFIGMAPS, {"metadata": {"name": f"c{index}"}})
+    path = "/api/v1/namespaces/default/configmaps"
+    first = await kube.client.request("GET", path, params={"limit": "2"})
+    assert [c["metadata"]["name"] for c in first["items"]] == ["c0", "c1"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    names = [c["metadata"]["name"] for c in first["items"]]
+    token = first["metadata"]["continue"]
+    while token:
+        page = await kube.client.request("GET", path, params={"limit": "2", "continue": token})
+        names += [c["metadata"]["name"] for c in page["items"]]
+        token = page["metadata"].get("continue")
+    assert names == [f"c{index}" for index in range(5)]
 
 
 async def test_field_selectors_on_list(kube: KubeTestBed) -> None:
@@ -181,18 +197,18 @@ async def test_field_selectors_on_list(kube: KubeTestBed) -> None:
     await kube.client.create(CONFIGMAPS, {"metadata": {"name": "b"}})
     await kube.client.create(CONFIGMAPS, {"metadata": {"name": "a", "namespace": "kube-system"}},
                              "kube-system")
-    everywhere = await kube.client.list(CONFIGMAPS, None, field_selector="metadata.name=a")
+    everywhere = await kube.client.list_objects(CONFIGMAPS, None, field_selector="metadata.name=a")
     assert sorted(c["metadata"]["namespace"] for c in everywhere) == ["default", "kube-system"]
-    assert [c["metadata"]["name"] for c in await kube.client.list(
+    assert [c["metadata"]["name"] for c in await kube.client.list_objects(
         CONFIGMAPS, None, field_selector="metadata.namespace=default,metadata.name!=a")] == ["b"]
 
     await kube.client.create(EVENTS, {"metadata": {"generateName": "e-"}, "reason": "R",
                                       "involvedObject": {"name": "s1", "kind": "NASSearch"}})
     await kube.client.create(EVENTS, {"metadata": {"generateName": "e-"}, "reason": "R",
                                       "involvedObject": {"name": "s2", "kind": "NASSearch"}})
-    events = await kube.client.list(EVENTS, field_selector="involvedObject.name=s1")
+    events = await kube.client.list_objects(EVENTS, field_selector="involvedObject.name=s1")
     assert [e["involvedObject"]["name"] for e in events] == ["s1"]
-    await expect_error(400, "BadRequest", kube.client.list(CONFIGMAPS, field_selector="data.x=1"))
+    await expect_error(400, "BadRequest", kube.client.list_objects(CONFIGMAPS, field_selector="data.x=1"))
 
 
 async def test_selectors_on_watch_follow_objects_in_and_out(kube: KubeTestBed) -> None:
@@ -448,7 +464,7 @@ async def test_requests_are_counted_per_verb_and_resource(kube: KubeTestBed) -> 
     await kube.client.create(NASSEARCHES, search("s1"))
     await kube.client.patch(NASSEARCHES, "s1", {"status": {"phase": "Running"}}, subresource="status")
     await kube.client.patch(NASSEARCHES, "s1", {"status": {"phase": "Done"}}, subresource="status")
-    await kube.client.list(JOBS, label_selector="kubenas.dev/search=s1")
+    await kube.client.list_objects(JOBS, label_selector="kubenas.dev/search=s1")
     await kube.client.find(JOBS, "none")
     counts = await kube.call_counts()
     assert counts == {
@@ -505,5 +521,5 @@ async def test_the_bed_reports_crashes_of_the_emulator_itself() -> None:
 
             await bed.server.call(corrupt_the_store)
             with pytest.raises(ApiStatusError) as info:
-                await bed.client.list(JOBS, label_selector="a=b")
+                await bed.client.list_objects(JOBS, label_selector="a=b")
             assert info.value.code == 500
