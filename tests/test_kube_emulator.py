@@ -244,11 +244,13 @@ async def test_status_goes_only_through_the_status_subresource(kube: KubeTestBed
     assert status["status"] == {"phase": "Running"}
     assert status["spec"] == {"maxTrials": 3}  # the status endpoint ignores everything else
     assert status["metadata"]["generation"] == 2
+    kept = await kube.client.patch(NASSEARCHES, "s1", {"metadata": {"labels": {"a": "b"}}, "status": None})
+    assert kept["status"] == {"phase": "Running"}  # nor can the main endpoint remove it
 
     # The same through PUT, with the optimistic lock on resourceVersion.
-    stale = {**status, "status": {"phase": "Done"}, "metadata": {**status["metadata"], "resourceVersion": "1"}}
+    stale = {**kept, "status": {"phase": "Done"}, "metadata": {**kept["metadata"], "resourceVersion": "1"}}
     await expect_error(409, "Conflict", kube.client.replace(NASSEARCHES, "s1", stale, subresource="status"))
-    done = await kube.client.replace(NASSEARCHES, "s1", {**status, "status": {"phase": "Done"}},
+    done = await kube.client.replace(NASSEARCHES, "s1", {**kept, "status": {"phase": "Done"}},
                                      subresource="status")
     assert done["status"] == {"phase": "Done"}
     assert (await kube.client.get(NASSEARCHES, "s1"))["status"] == {"phase": "Done"}
