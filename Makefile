@@ -42,6 +42,9 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m nas_operator.demo
 
+crds: $(STAMP)
+	$(PY) -m nas_operator.kube.crdgen --out crds
+
 bench: $(STAMP) tools
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m bench
 
