@@ -46,22 +46,24 @@ def make_strategy(
     if "type" in user:
         if user.pop("type") != type_name:
             raise StrategyError(f"strategy settings name type {config['type']!r}, not {type_name!r}")
-    merged = {**defaults_for(type_name, space.type_name), **_field_names(cls.config_model, user)}
-    return cls(space, merged)
+    model = cls.config_model
+    defaults = _spec_names(model, defaults_for(type_name, space.type_name))
+    return cls(space, {**defaults, **_spec_names(model, user)})
 
 
-def _field_names(model: type[StrategyConfig], settings: dict[str, Any]) -> dict[str, Any]:
-    """camelCase aliases -> field names, so user values override same-named defaults.
+def _spec_names(model: type[StrategyConfig], settings: dict[str, Any]) -> dict[str, Any]:
+    """Field names -> their camelCase spec names, so user values override same-named
+    defaults and validation errors name fields the way the NASSearch spec spells them.
 
     Unknown keys pass through unchanged for pydantic to reject by name.
     """
-    by_alias = {f.alias: name for name, f in model.model_fields.items() if f.alias}
+    to_alias = {name: f.alias for name, f in model.model_fields.items() if f.alias}
     out: dict[str, Any] = {}
     for key, value in settings.items():
-        name = by_alias.get(key, key) if isinstance(key, str) else key
-        if name in out:
-            raise StrategyError(f"strategy setting {name!r} is given twice (camelCase and snake_case)")
-        out[name] = value
+        alias = to_alias.get(key, key) if isinstance(key, str) else key
+        if alias in out:
+            raise StrategyError(f"strategy setting {alias!r} is given twice (camelCase and snake_case)")
+        out[alias] = value
     return out
 
 
