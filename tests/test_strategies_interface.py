@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from typing import Any
 
+import numpy
 import pytest
 import torch
 from pydantic import ValidationError
 
 from controller_policy.spaces import make_space
+from controller_policy.spaces.base import Choice, InvalidArchitecture, SearchSpace, SpaceOptions
 from controller_policy.strategies import STRATEGIES, StrategyError, make_strategy
 
 
@@ -91,7 +94,7 @@ def test_proposals_are_valid_unique_and_pending_until_told(kind: str) -> None:
         assert p.architecture.space == "enas-micro"
         assert space.validate_tokens(p.architecture.tokens) == p.architecture.tokens
     assert s.pending == list(range(7))
-    s.tell(5, 0.3)
+    s.tell(5, numpy.float32(0.3))  # any real number type the operator may compute with
     s.tell_failure(2)
     s.tell(0, 0.9)
     assert s.pending == [1, 3, 4, 6]
@@ -99,6 +102,7 @@ def test_proposals_are_valid_unique_and_pending_until_told(kind: str) -> None:
     json.dumps(summary)  # small, JSON-able status
     assert (summary["asked"], summary["told"], summary["failed"]) == (7, 2, 1)
     assert summary["best_reward"] == 0.9 and summary["best_id"] == 0
+    assert isinstance(json.loads(json.dumps(summary))["best_reward"], float)
 
 
 def test_controller_summary_reports_updates_baseline_entropy_and_timing() -> None:
@@ -259,3 +263,43 @@ def test_random_search_is_uniform_per_position() -> None:
         assert set(counts) == set(range(slot.num_values)), slot.name
         worst = max(abs(counts[v] - expected) for v in range(slot.num_values))
         assert worst < 5 * math.sqrt(expected), slot.name
+
+
+# --- spaces with rules across positions --------------------------------------------------------
+class DistinctOps(SearchSpace):
+    """Three 4-way choices that must all differ: a cross-position rule the samplers must respect."""
+
+    type_name = "distinct-ops"
+    kind = "image"
+    options_model = SpaceOptions
+
+    def build_steps(self) -> list[Any]:
+        return [Choice(f"op{i}", "op", ("a", "b", "c", "d")) for i in range(3)]
+
+    def check_semantics(self, tokens: list[int]) -> None:
+        if len(set(tokens)) != 3:
+            raise InvalidArchitecture(f"operations must differ, got {tokens}")
+
+    def to_genotype(self, tokens: list[int]) -> dict[str, Any]:
+        return {"space": self.type_name, "vocabulary": ["a", "b", "c", "d"], "ops": tokens}
+
+    def from_genotype(self, genotype: dict[str, Any]) -> list[int]:
+        return list(genotype["ops"])
+
+
+@pytest.mark.parametrize("kind", sorted(STRATEGIES))
+def test_every_strategy_only_proposes_architectures_the_space_accepts(kind: str) -> None:
+    settings: dict[str, Any] = {"seed": 2}
+    if kind == "evolution":
+        settings |= {"populationSize": 3, "sampleSize": 2}
+    if kind in ("reinforce", "ppo"):
+        settings |= {"batchSize": 4, "hiddenSize": 8}
+    s = make_strategy(kind, DistinctOps(), settings)
+    seen = []
+    for _ in range(10):
+        props = s.ask_batch(4)
+        for p in props:
+            assert len(set(p.architecture.tokens)) == 3
+            seen.append(tuple(p.architecture.tokens))
+            s.tell(p.id, float(p.architecture.tokens[0]))
+    assert len(set(seen)) > 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -152,8 +153,11 @@ class Strategy(ABC):
         mine = self.config.model_dump()
         theirs = state.get("config")
         if theirs != mine:
+            fields = type(self.config).model_fields
             diff = sorted(
-                k for k in set(mine) | set(theirs or {}) if (theirs or {}).get(k) != mine.get(k)
+                (fields[k].alias or k) if k in fields else k
+                for k in set(mine) | set(theirs or {})
+                if (theirs or {}).get(k) != mine.get(k)
             )
             raise StrategyError(
                 f"checkpoint was written with different strategy settings: {', '.join(diff)}"
@@ -171,8 +175,9 @@ class Strategy(ABC):
     @staticmethod
     def check_reward(reward: float) -> float:
         """Reject NaN/inf/non-numbers with a clear error before any state changes."""
-        if isinstance(reward, bool) or not isinstance(reward, (int, float)):
+        if isinstance(reward, bool) or not isinstance(reward, numbers.Real):
             raise StrategyError(f"reward must be a finite number, got {reward!r}")
+        reward = float(reward)
         if not math.isfinite(reward):
             raise StrategyError(f"reward must be finite, got {reward!r}")
         return float(reward)

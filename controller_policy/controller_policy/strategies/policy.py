@@ -119,12 +119,14 @@ class PolicyStrategy(Strategy):
             return []
         with torch.no_grad():
             tokens, log_probs, _ = self.controller.sample(self.generator, n)
-        out: list[Proposal] = []
+        drawn: list[tuple[Architecture, float]] = []
         for row, lp in zip(tokens.tolist(), log_probs.tolist(), strict=True):
             try:
-                arch = self.space.architecture(row)
+                drawn.append((self.space.architecture(row), lp))
             except InvalidArchitecture:
-                arch, lp = self._one_valid()
+                drawn.append(self._one_valid())
+        out: list[Proposal] = []
+        for arch, lp in drawn:  # registered only once every row is valid
             extras = {"log_prob": lp, "sampled_after_update": self.updates}
             pid = self.ledger.open(arch.tokens, extras)
             out.append(Proposal(id=pid, architecture=arch, extras=dict(extras)))
