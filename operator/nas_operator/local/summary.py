@@ -1,0 +1,134 @@
+"""``kubenas show DIR``: what a run folder says about its search, read from disk only.
+
+The phase and the counts come from the loop checkpoint (the record of truth,
+the one a resume continues from); the table of trials and the best
+architecture from the folder's own files. The runner prints the same summary
+when a search ends, so there is one way of describing a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nas_operator.checkpoint import CheckpointError, decode_checkpoint
+from nas_operator.ledger import Ledger
+from nas_operator.local.genotype_graph import genotype_summary
+from nas_operator.local.output import RunFolder, TrialRow
+from nas_operator.spec import NASSearch, SpecError, load_search_yaml
+
+TOP_SHOWN = 5
+
+
+@dataclass
+class RunSummary:
+    """Everything ``show`` prints."""
+
+    folder: RunFolder
+    search: NASSearch
+    phase: str = "NotStarted"
+    reason: str | None = None
+    message: str | None = None
+    created: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    running: int = 0
+    seconds: float = 0.0
+    controller: dict[str, Any] = field(default_factory=dict)
+    strategy_told: int | None = None
+    rows: list[TrialRow] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+
+def load_summary(folder: RunFolder) -> RunSummary:
+    """Read a run folder; ``RunFolderError``/``SpecError``/``CheckpointError`` say what is wrong."""
+    folder.require_run()
+    try:
+        search = load_search_yaml(folder.search_yaml.read_text())
+    except SpecError as exc:
+        raise SpecError([f"{folder.search_yaml}: {e}" for e in exc.errors]) from None
+    summary = RunSummary(folder=folder, search=search, rows=folder.rows(),
+                         best=folder.read_best())
+    if folder.checkpoint_file.exists():
+        try:
+            state = decode_checkpoint(folder.checkpoint_file.read_bytes()).state
+        except CheckpointError as exc:
+            raise CheckpointError(f"{folder.checkpoint_file}: {exc}") from None
+        ledger = Ledger.from_state(state["ledger"])
+        summary.phase, summary.reason, summary.message = (
+            state["phase"], state["reason"], state["message"])
+        summary.created = ledger.created("search")
+        summary.counts = dict(ledger.counts["search"])
+        summary.running = len(ledger.active)
+        summary.seconds = float(state.get("active_seconds") or 0.0)
+        summary.controller = dict(state.get("controller") or {})
+    return summary
+
+
+def render_summary(summary: RunSummary, console: Console) -> None:
+    spec = summary.search.spec
+    objective = spec.effective_objective()
+    console.print(f"[bold]search {summary.search.metadata.name}[/bold]  ({spec.searchSpace.type}, "
+                  f"strategy {spec.strategy.type}, reward {objective.reward} of "
+                  f"{objective.metric})", highlight=False)
+    phase = summary.phase + (f": {summary.reason}" if summary.reason else "")
+    console.print(f"phase       {phase}", highlight=False)
+    if summary.message:
+        console.print(f"            {summary.message}", highlight=False, markup=False)
+    c = summary.counts
+    unit = "trial" if spec.strategy.type == "enas" else "trials"
+    console.print(
+        f"{unit:<11} {summary.created}/{spec.budget.max_trials()} created: "
+        f"{c.get('succeeded', 0)} succeeded, {c.get('failed', 0)} failed, "
+        f"{c.get('cancelled', 0)} cancelled, {summary.running} running; "
+        f"{c.get('retried', 0)} attempts retried", highlight=False)
+    if summary.seconds:
+        console.print(f"search time {_duration(summary.seconds)}", highlight=False)
+    ctl = summary.controller
+    if ctl.get("updates"):
+        extra = "".join(f", {k} {ctl[k]:.4g}" for k in ("baseline", "entropy")
+                        if isinstance(ctl.get(k), (int, float)))
+        console.print(f"controller  {ctl['updates']} updates{extra}", highlight=False)
+    best = summary.best
+    if best is not None:
+        metrics = best.get("metrics") or {}
+        shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("val_accuracy", "val_perplexity")
+                          if k in metrics)
+        if "params" in metrics:
+            shown += f", {metrics['params']:,.0f} params"
+        console.print(f"[bold]best[/bold]        {best['trial']}  reward {best['reward']:.4g}"
+                      + (f"  ({shown})" if shown else ""), highlight=False)
+        genotype = (best.get("architecture") or {}).get("genotype")
+        console.print(f"            {genotype_summary(genotype)}", highlight=False, markup=False)
+    ranked = sorted((r for r in summary.rows if r.stage == "search" and r.reward is not None),
+                    key=lambda r: -(r.reward or 0.0))[:TOP_SHOWN]
+    if ranked:
+        table = Table(title=f"top {len(ranked)}", title_justify="left", show_lines=False)
+        for column in ("trial", "reward", objective.metric, "params", "attempt", "seconds"):
+            table.add_column(column, justify="left" if column == "trial" else "right")
+        for r in ranked:
+            metric, params = r.metrics.get(objective.metric), r.metrics.get("params")
+            table.add_row(r.trial, f"{r.reward:.4g}", "" if metric is None else f"{metric:.4g}",
+                          "" if params is None else f"{params:,.0f}", str(r.attempt),
+                          "" if r.seconds is None else f"{r.seconds:.0f}")
+        console.print(table)
+    folder = summary.folder
+    files = [p for p in (folder.trials_csv, folder.best_json, folder.best_png, folder.rewards_png)
+             if p.exists()]
+    console.print(f"folder      {folder.root}", highlight=False)
+    if files:
+        console.print("files       " + ", ".join(p.name for p in files), highlight=False)
+    if not summary.finished:
+        console.print(f"resume with: kubenas run --resume {folder.root}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
