@@ -712,6 +712,15 @@ class ControllerSummary(_Strict):
     checkpointBytes: int | None = Field(default=None, description="Size of the last checkpoint.")
 
 
+class SearchProgress(_Strict):
+    """Progress of a long trial (an ENAS search runs as one trainer): its latest epoch."""
+
+    trial: str = Field(description="The trial reporting progress.")
+    epoch: int = Field(ge=0, description="Latest epoch reported (0-based).")
+    epochs: int | None = Field(default=None, ge=1, description="Epochs planned.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="That epoch's metrics.")
+
+
 class NASSearchStatus(_Strict):
     """``status`` of a NASSearch: summaries only, never the whole history."""
 
@@ -734,6 +743,9 @@ class NASSearchStatus(_Strict):
     )
     controller: ControllerSummary = Field(
         default_factory=ControllerSummary, description="Controller summary."
+    )
+    progress: SearchProgress | None = Field(
+        default=None, description="Latest epoch of a long-running trial (ENAS)."
     )
     startTime: str | None = Field(default=None, description="When the search started (RFC 3339).")
     completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
@@ -771,6 +783,9 @@ class NASTrialStatus(_Strict):
     completionTime: str | None = Field(default=None, description="When the trial finished.")
     jobName: str | None = Field(default=None, description="Job (or process) of the attempt.")
     failureReason: str | None = Field(default=None, description="Why the trial failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Conditions, e.g. Scheduled=False while no node fits."
+    )
 
 
 class NASTrial(_Strict):

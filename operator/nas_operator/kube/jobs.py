@@ -1,0 +1,157 @@
+"""The ``batch/v1`` Job of one trial attempt: pure construction, no API calls.
+
+What the pod gets and why:
+
+* the trial document inline in ``KUBENAS_TRIAL_JSON`` (no extra object per
+  trial), the report URL, and the trial's token through ``secretKeyRef`` from
+  the search's Secret, so no token ever appears in a pod spec;
+* ``backoffLimit: 0``: the search loop decides about retries (counted, with a
+  new attempt and a new Job name), the Job controller never restarts a trial
+  behind its back; ``activeDeadlineSeconds`` bounds one attempt;
+* the trainer ServiceAccount without a mounted token (trainers have no API
+  rights), non-root, read-only root filesystem with emptyDirs for ``/tmp`` and
+  the checkpoint folder, no privilege escalation, no capabilities,
+  RuntimeDefault seccomp;
+* ``FallbackToLogsOnError``: a trainer that dies before writing its
+  termination message still leaves its last log lines there;
+* GPU resources, nodeSelector, tolerations, priority class, and the Kueue
+  queue label (created suspended, as Kueue admits it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas_operator.kube.config import OperatorConfig
+from nas_operator.kube.labels import (
+    LABEL_ATTEMPT,
+    LABEL_QUEUE,
+    LABEL_ROLE,
+    LABEL_STAGE,
+    LABEL_TRIAL,
+    ROLE_TRAINER,
+    TRAINER_CONTAINER,
+    common_labels,
+    owner_reference,
+    stage_of,
+    token_secret_name,
+)
+from nas_operator.launcher import LaunchRequest
+from nas_operator.spec import TrialSpec
+from nas_trainer.contract import (
+    DEFAULT_TERMINATION_FILE,
+    ENV_REPORT_TOKEN,
+    ENV_REPORT_URL,
+    ENV_TERMINATION_FILE,
+    ENV_TRIAL_JSON,
+)
+
+CHECKPOINT_DIR = "/checkpoints"
+"""Where the trainer saves on SIGTERM (the trainer image creates and owns it)."""
+TRAINER_UID = 10001
+"""The trainer image's numeric user (trainer_image/Dockerfile)."""
+
+
+def trial_labels(request: LaunchRequest) -> dict[str, str]:
+    """Labels of a trial's Job and pods: search, trial, attempt, stage."""
+    return {
+        **common_labels(request.search, "trainer"),
+        LABEL_TRIAL: request.trial,
+        LABEL_ATTEMPT: str(request.attempt),
+        LABEL_STAGE: stage_of(request.trial),
+    }
+
+
+def trainer_image(trial: TrialSpec, config: OperatorConfig) -> tuple[str, str]:
+    """(image, pull policy): the spec's when it names one, else the operator's default."""
+    image = trial.image
+    if "image" not in trial.model_fields_set and config.trainer_image:
+        image = config.trainer_image
+    policy = trial.imagePullPolicy
+    if "imagePullPolicy" not in trial.model_fields_set and config.trainer_image_pull_policy:
+        policy = config.trainer_image_pull_policy  # type: ignore[assignment]
+    return image, policy
+
+
+def _resources(trial: TrialSpec) -> dict[str, dict[str, str]]:
+    return {section: {name: str(amount) for name, amount in amounts.items()}
+            for section, amounts in trial.resources.items() if amounts}
+
+
+def _env(request: LaunchRequest) -> list[dict[str, Any]]:
+    document = request.document.model_copy(update={"checkpointDir": CHECKPOINT_DIR})
+    env: list[dict[str, Any]] = [
+        {"name": ENV_TRIAL_JSON, "value": document.model_dump_json(exclude_none=True)},
+        {"name": ENV_REPORT_TOKEN, "valueFrom": {"secretKeyRef": {
+            "name": token_secret_name(request.search), "key": request.trial}}},
+        {"name": ENV_TERMINATION_FILE, "value": DEFAULT_TERMINATION_FILE},
+    ]
+    if request.report_url:
+        env.insert(1, {"name": ENV_REPORT_URL, "value": request.report_url})
+    return env
+
+
+def _security(pod: bool) -> dict[str, Any]:
+    if pod:
+        return {"runAsNonRoot": True, "runAsUser": TRAINER_UID, "runAsGroup": TRAINER_UID,
+                "fsGroup": TRAINER_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
+              owner: dict[str, Any] | None) -> dict[str, Any]:
+    """The Job manifest of ``request``'s attempt, owned by its NASTrial (``owner``)."""
+    labels = trial_labels(request)
+    job_labels = dict(labels)
+    if trial.queueName:
+        job_labels[LABEL_QUEUE] = trial.queueName
+    image, pull_policy = trainer_image(trial, config)
+    container: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "env": _env(request),
+        "terminationMessagePath": DEFAULT_TERMINATION_FILE,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _security(pod=False),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "checkpoints", "mountPath": CHECKPOINT_DIR}],
+    }
+    resources = _resources(trial)
+    if resources:
+        container["resources"] = resources
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _security(pod=True),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "checkpoints", "emptyDir": {}}],
+    }
+    if config.trainer_service_account:
+        pod["serviceAccountName"] = config.trainer_service_account
+    if config.trainer_image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in config.trainer_image_pull_secrets]
+    if trial.nodeSelector:
+        pod["nodeSelector"] = dict(trial.nodeSelector)
+    if trial.tolerations:
+        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in trial.tolerations]
+    if trial.priorityClassName:
+        pod["priorityClassName"] = trial.priorityClassName
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": {**labels, LABEL_ROLE: ROLE_TRAINER}}, "spec": pod},
+    }
+    if request.active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = request.active_deadline_seconds
+    if trial.queueName:
+        spec["suspend"] = True  # Kueue unsuspends the Job once its queue admits it
+    metadata: dict[str, Any] = {"name": request.job_name, "namespace": request.namespace,
+                                "labels": job_labels}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner_reference(owner)]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}

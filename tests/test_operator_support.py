@@ -1,0 +1,288 @@
+"""Shared pieces of the operator tests (no tests here).
+
+``OperatorBed`` runs the real kubenas operator (the handlers of
+``nas_operator.kube.handlers`` with the real kopf settings) against the API
+emulator, and the real status API on 127.0.0.1. ``FakeCluster`` plays what no
+test machine has: the Job controller and the kubelet (it creates the Pod of each
+Job and moves Pod and Job statuses) and the trainer (it POSTs reports to the
+report URL found in the Job's env, with the token read from the Secret that the
+Job's ``secretKeyRef`` names, and writes the termination message). Each Job is
+handed to a per-test *script* that decides what its trainer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import random
+import string
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from kube_emulator import (
+    JOBS,
+    NASSEARCHES,
+    NASTRIALS,
+    PODS,
+    SECRETS,
+    KubeTestBed,
+    RunningOperator,
+)
+
+from nas_operator.kube.api import KubeApi
+from nas_operator.kube.config import OperatorConfig
+from nas_operator.kube.handlers import build_registry
+from nas_operator.kube.runtime import OperatorRuntime, operator_settings
+from nas_operator.status_api import StatusServer, create_app
+
+Script = Callable[["FakeCluster", dict[str, Any]], Awaitable[None]]
+
+
+def search_manifest(name: str, **sections: Any) -> dict[str, Any]:
+    """A small REINFORCE search on the ENAS macro space (cheap to sample), sections overridden."""
+    spec: dict[str, Any] = {
+        "searchSpace": {"type": "enas-macro", "options": {"layers": 4}},
+        "strategy": {"type": "reinforce", "batchSize": 4, "seed": 3},
+        "budget": {"maxTrials": 8, "parallelism": 4},
+        "trial": {"training": {"epochs": 2}, "retries": 1},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return {"apiVersion": "kubenas.dev/v1alpha1", "kind": "NASSearch",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+def accuracy_of(tokens: list[int]) -> float:
+    """A deterministic 'validation accuracy' the controller can learn: more zeros is better."""
+    return round(0.2 + 0.7 * sum(1 for t in tokens if t == 0) / max(1, len(tokens)), 6)
+
+
+def env_of(job: dict[str, Any]) -> dict[str, Any]:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def document_of(job: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(env_of(job)["KUBENAS_TRIAL_JSON"])
+
+
+def final_report(job: dict[str, Any], accuracy: float | None = None,
+                 epochs: int = 2) -> dict[str, Any]:
+    """The final Report a trainer of this Job would send (accuracy from its tokens)."""
+    doc = document_of(job)
+    if accuracy is None:
+        accuracy = accuracy_of(doc["architecture"]["tokens"])
+    per_epoch = [{"val_accuracy": round(accuracy * (i + 1) / epochs, 6), "loss": 1.0 / (i + 1)}
+                 for i in range(epochs)]
+    return {"kind": "final", "trial": doc["trial"], "attempt": doc["attempt"],
+            "metrics": per_epoch[-1], "epochs": per_epoch}
+
+
+class FakeCluster:
+    """Job controller + kubelet + trainer for the operator tests (see module doc)."""
+
+    def __init__(self, kube: KubeTestBed, script: Script, namespace: str = "default"):
+        self.kube = kube
+        self.script = script
+        self.namespace = namespace
+        self.seen: set[str] = set()
+        self.pods: dict[str, str] = {}
+        """Job name -> its pod's name."""
+        self.responses: list[tuple[str, int, dict[str, Any]]] = []
+        """(trial, HTTP status, body) of every report POSTed."""
+        self.errors: list[BaseException] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FakeCluster:
+        self._session = aiohttp.ClientSession()
+        self._poller = asyncio.create_task(self._poll(), name="fake cluster")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in [self._poller, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        for task in [self._poller, *self._tasks]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._session is not None:
+            await self._session.close()
+        if self.errors and exc == (None, None, None):
+            raise AssertionError(f"fake cluster scripts failed: {self.errors!r}")
+
+    async def _poll(self) -> None:
+        while True:
+            for job in await self.kube.read_all(JOBS, self.namespace):
+                name = job["metadata"]["name"]
+                if name in self.seen or job["metadata"].get("deletionTimestamp"):
+                    continue
+                self.seen.add(name)
+                task = asyncio.create_task(self._play(job), name=f"play {name}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(0.03)
+
+    async def _play(self, job: dict[str, Any]) -> None:
+        try:
+            await self.script(self, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - surfaced at the end of the test
+            self.errors.append(exc)
+
+    # -- the Job controller and the kubelet -------------------------------------------------
+    async def create_pod(self, job: dict[str, Any]) -> str:
+        """The Job's pod, as the Job controller makes it (labels, owner), phase Pending."""
+        name = f"{job['metadata']['name']}-{''.join(random.choices(string.ascii_lowercase, k=5))}"
+        template = job["spec"]["template"]
+        labels = {**template["metadata"]["labels"], "job-name": job["metadata"]["name"],
+                  "batch.kubernetes.io/job-name": job["metadata"]["name"],
+                  "controller-uid": job["metadata"]["uid"]}
+        await self.kube.put(PODS, {
+            "metadata": {"name": name, "labels": labels, "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
+                "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
+            "spec": template["spec"]}, self.namespace)
+        self.pods[job["metadata"]["name"]] = name
+        return name
+
+    async def pod_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        await self.kube.set_status(PODS, self.pods[job["metadata"]["name"]], status,
+                                   self.namespace)
+
+    async def job_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        await self.kube.set_status(JOBS, job["metadata"]["name"], status, self.namespace)
+
+    async def run(self, job: dict[str, Any]) -> None:
+        """Pod scheduled and running; Job active and ready."""
+        if job["metadata"]["name"] not in self.pods:
+            await self.create_pod(job)
+        await self.pod_status(job, {"phase": "Running", "conditions": [
+            {"type": "PodScheduled", "status": "True"}], "containerStatuses": [
+            {"name": "trainer", "ready": True, "state": {"running": {}}}]})
+        await self.job_status(job, {"active": 1, "ready": 1})
+
+    async def terminate(self, job: dict[str, Any], exit_code: int, message: str | None = None,
+                        *, finish_job: bool = True) -> None:
+        """The trainer container exits; then the Job controller finishes the Job."""
+        terminated: dict[str, Any] = {"exitCode": exit_code,
+                                      "reason": "Completed" if exit_code == 0 else "Error"}
+        if message is not None:
+            terminated["message"] = message
+        await self.pod_status(job, {"phase": "Succeeded" if exit_code == 0 else "Failed",
+                                    "containerStatuses": [{"name": "trainer", "ready": False,
+                                                           "state": {"terminated": terminated}}]})
+        if finish_job:
+            await self.finish_job(job, exit_code == 0)
+
+    async def finish_job(self, job: dict[str, Any], success: bool, reason: str | None = None,
+                         message: str = "") -> None:
+        ctype = "Complete" if success else "Failed"
+        await self.job_status(job, {"active": 0, "ready": 0, "succeeded" if success else "failed": 1,
+                                    "conditions": [{"type": ctype, "status": "True",
+                                                    "reason": reason or ctype,
+                                                    "message": message}]})
+
+    # -- the trainer --------------------------------------------------------------------
+    async def token(self, job: dict[str, Any]) -> str:
+        """What the kubelet injects for KUBENAS_REPORT_TOKEN: the Secret key the Job names."""
+        ref = env_of(job)["KUBENAS_REPORT_TOKEN"]["secretKeyRef"]
+        for _ in range(100):
+            secret = await self.kube.read(SECRETS, ref["name"], self.namespace)
+            if secret is not None and ref["key"] in (secret.get("data") or {}):
+                return base64.b64decode(secret["data"][ref["key"]]).decode()
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"secret {ref['name']} has no key {ref['key']}")
+
+    async def post(self, job: dict[str, Any], report: dict[str, Any],
+                   token: str | None = None) -> tuple[int, dict[str, Any]]:
+        """POST a report where the Job's env says, as the trainer does."""
+        assert self._session is not None
+        url = env_of(job)["KUBENAS_REPORT_URL"]
+        token = token if token is not None else await self.token(job)
+        async with self._session.post(url, json=report,
+                                      headers={"Authorization": f"Bearer {token}"}) as response:
+            body = await response.json(content_type=None)
+            self.responses.append((report["trial"], response.status, body))
+            return response.status, body
+
+    async def succeed(self, job: dict[str, Any], accuracy: float | None = None, *,
+                      http: bool = True) -> dict[str, Any]:
+        """A whole successful attempt: run, report (unless ``http`` is False), exit 0."""
+        await self.run(job)
+        report = final_report(job, accuracy)
+        if http:
+            status, body = await self.post(job, report)
+            assert status == 200, body
+        await self.terminate(job, 0, json.dumps(report))
+        return report
+
+
+async def wait_for(condition: Callable[[], Awaitable[Any]], timeout: float = 30.0,
+                   message: str = "") -> Any:
+    """Poll ``condition`` until truthy (a failed wait names what it waited for)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+        await asyncio.sleep(0.05)
+
+
+class OperatorBed:
+    """The real operator (handlers + runtime + status API) against a ``KubeTestBed``."""
+
+    def __init__(self, kube: KubeTestBed, config: OperatorConfig | None = None):
+        self.kube = kube
+        self.config = config or OperatorConfig(status_interval=0.2)
+        self.runtime: OperatorRuntime | None = None
+        self.server: StatusServer | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[OperatorRuntime]:
+        """One operator process's lifetime: status API + kopf; restartable (a new runtime)."""
+        api = KubeApi.from_connection_info(self.kube.connection_info())
+        runtime = OperatorRuntime(self.config, api)
+        server = StatusServer(create_app(runtime.searches, runtime.metrics))
+        runtime.report_url_base = await server.start()
+        self.runtime, self.server = runtime, server
+        try:
+            async with self.kube.operator(build_registry(runtime), settings=operator_settings(),
+                                          stop_timeout=30) as op:
+                self.op: RunningOperator = op
+                yield runtime
+                await runtime.events.flush()
+        finally:
+            await server.stop()
+            await api.close()
+
+    async def search(self, name: str) -> dict[str, Any] | None:
+        return await self.kube.read(NASSEARCHES, name)
+
+    async def phase(self, name: str) -> str | None:
+        obj = await self.search(name)
+        return ((obj or {}).get("status") or {}).get("phase")
+
+    async def wait_phase(self, name: str, *phases: str, timeout: float = 60.0) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            obj = await self.search(name)
+            return obj if ((obj or {}).get("status") or {}).get("phase") in phases else None
+
+        return await wait_for(reached, timeout, f"{name} phase in {phases}")
+
+    async def trials(self, search: str) -> list[dict[str, Any]]:
+        return await self.kube.read_all(NASTRIALS, label_selector=f"kubenas.dev/search={search}")
+
+    async def jobs(self, search: str) -> list[dict[str, Any]]:
+        return await self.kube.read_all(JOBS, label_selector=f"kubenas.dev/search={search}")
