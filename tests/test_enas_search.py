@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_trainer_checkpoint import StopAtPoll, without_timing
+from test_trainer_checkpoint import StopAtPoll
 
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import CHECKPOINT_FILE, EXIT_INTERRUPTED, StopRequest
@@ -116,6 +116,10 @@ def test_rnn_search_runs_through_the_cli_on_pydoc_text(tmp_path: Path) -> None:
 
 
 # --- interruption -------------------------------------------------------------------------------
+def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in history]
+
+
 def make_ctx(doc: dict[str, Any], stop: Any) -> TrialContext:
     trial = TrialDocument.model_validate(doc)
     return TrialContext(

@@ -124,7 +124,7 @@ class EnasSearch:
     # --- one epoch ----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict[str, float]:
         loop, task, rt = self.loop, self.task, self.ctx.runtime
-        started = time.perf_counter()
+        started = self._clock()
         tally = EpochTally.restore(loop.progress.partial, rt.device)
         task.start_epoch(epoch, loop.progress.carry)
         check_every = 1 if rt.device.type == "cpu" else 25  # a finiteness check syncs the GPU
@@ -143,10 +143,12 @@ class EnasSearch:
                     f"shared-weight training loss is not finite at epoch {epoch} step {step}: "
                     "lower training.learningRate or set training.gradClip"
                 )
+        omega_done = self._clock()
         for index in range(tally.controller_steps, self.enas.controllerStepsPerEpoch):
             if loop.stop_requested():
                 loop.interrupt(tally.partial(), task.carry())
             self.controller_step(epoch, index, tally)
+        controller_done = self._clock()
         return {
             **task.epoch_metrics(float(tally.loss_sum), float(tally.correct), tally.seen),
             task.metric: tally.metric_sum / max(tally.metric_count, 1),
@@ -155,8 +157,16 @@ class EnasSearch:
             "controller_baseline": float(self.strategy.baseline or 0.0),
             "controller_updates": float(self.strategy.updates),
             "lr": current_lr(self.optimizer),
+            "omega_seconds": omega_done - started,
+            "controller_seconds": controller_done - omega_done,
             "epoch_seconds": time.perf_counter() - started,
         }
+
+    def _clock(self) -> float:
+        """Wall time after the device has finished its queued work (phase timings)."""
+        if self.ctx.runtime.device.type == "cuda":
+            torch.cuda.synchronize(self.ctx.runtime.device)
+        return time.perf_counter()
 
     def controller_step(self, epoch: int, index: int, tally: EpochTally) -> None:
         """One REINFORCE update from ``controllerBatch`` children scored on one validation batch."""
