@@ -186,7 +186,10 @@ class Controller(nn.Module):
         x = (fb.unsqueeze(2) * hs).sum(1) / (1.0 + fb.sum(1, keepdim=True))
         return bits, log_prob, entropy, kl, x
 
-    def _record(self, op: _AnchorOp, h: Tensor, anchors_h: dict, anchors_w: dict) -> None:
+    def _record(
+        self, op: _AnchorOp, h: Tensor, anchors_h: dict[int, Tensor], anchors_w: dict[int, Tensor]
+    ) -> None:
+        """Keep an anchor's state, and its W_prev projection once for all later sigmoids."""
         anchors_h[op.index] = h
         if self.has_skips:
             anchors_w[op.index] = F.linear(h, self.w_prev)
