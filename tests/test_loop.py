@@ -269,10 +269,102 @@ async def test_state_transitions_visible_in_trial_view():
     await h.loop.start()
     try:
         await wait_until(lambda: h.launcher.running == 1)
-        await wait_until(lambda: h.loop.ledger.live("s-t0000").state is TrialState.RUNNING)
+        await wait_until(lambda: h.loop.ledger.live_trial("s-t0000").state is TrialState.RUNNING)
         spec, status = h.loop.trial_view("s-t0000")
         assert spec.index == 0 and spec.architecture.space == "enas-macro"
         assert status.phase == "Running" and status.jobName == "s-t0000-a0"
         assert h.loop.status().trials.running == 1
     finally:
         await h.close()
+
+
+async def test_goal_with_final_training_still_retrains():
+    def behave(req):
+        if req.trial.startswith("s-f"):
+            return SimulatedOutcome(metrics=[{"val_accuracy": 0.95}])
+        index = int(req.trial[-4:])
+        return SimulatedOutcome(metrics=[{"val_accuracy": 0.9}]) if index == 1 else \
+            SimulatedOutcome(hang=True)
+
+    h = Harness(make_search(budget={"maxTrials": 30, "parallelism": 3},
+                            objective={"goal": 0.5}, finalTraining={"topK": 1}), behave)
+    status = await run(h)
+    assert status.phase == "Succeeded" and status.reason == "Completed"
+    assert [r.trial for r in status.finalTraining] == ["s-f0000"]
+    assert status.finalTraining[0].reward == pytest.approx(0.95**3)
+    assert status.trials.cancelled == 2
+
+
+async def test_trial_events_carry_the_nastrial_view():
+    h = Harness(make_search(budget={"maxTrials": 1, "parallelism": 1}), constant_behaviour(0.5))
+    await run(h)
+    [launched] = h.reasons("TrialLaunched")
+    assert launched.data["spec"].architecture.space == "enas-macro"
+    assert launched.data["status"].phase == "Pending"
+    [done] = h.reasons("TrialSucceeded")
+    assert done.data["status"].phase == "Succeeded"
+    assert done.data["status"].reward == pytest.approx(0.125)
+    assert done.data["status"].epochs[0]["val_accuracy"] == 0.5
+
+
+async def test_reports_to_a_stopped_loop_are_refused():
+    h = Harness(make_search(budget={"maxTrials": 1, "parallelism": 1}),
+                lambda req: SimulatedOutcome(hang=True))
+    await h.loop.start()
+    await wait_until(lambda: h.launcher.running == 1)
+    await h.loop.stop()
+    from nas_trainer.contract import Report
+
+    result = h.loop.handle_report("s-t0000", Report(kind="final", trial="s-t0000",
+                                                    epochs=[{"val_accuracy": 0.5}]))
+    await h.close()
+    assert result.outcome == "not_found"
+    assert h.loop.status().trials.succeeded == 0
+
+
+async def test_interrupted_and_out_of_order_reports():
+    h = Harness(make_search(budget={"maxTrials": 1, "parallelism": 1}, trial={"retries": 1}),
+                lambda req: SimulatedOutcome(hang=True))
+    await h.loop.start()
+    from nas_trainer.contract import Report
+
+    try:
+        await wait_until(lambda: h.launcher.running == 1)
+        loop = h.loop
+        for n in (2, 0, 1):
+            assert loop.handle_report("s-t0000", Report(kind="epoch", trial="s-t0000", epoch=n,
+                                      metrics={"val_accuracy": n / 10})).outcome == "accepted"
+        rec = loop.ledger.live_trial("s-t0000")
+        assert [e["epoch"] for e in rec.epochs] == [0, 1, 2]
+        # corrected value for an epoch replaces the old one
+        assert loop.handle_report("s-t0000", Report(kind="epoch", trial="s-t0000", epoch=1,
+                                  metrics={"val_accuracy": 0.15})).outcome == "accepted"
+        assert rec.epochs[1]["val_accuracy"] == 0.15
+        result = loop.handle_report("s-t0000", Report(kind="interrupted", trial="s-t0000",
+                                                      reason="SIGTERM"))
+        assert result.outcome == "accepted"
+        await wait_until(lambda: any(r.attempt == 1 for r in h.launcher.launched))
+        old = loop.handle_report("s-t0000", Report(kind="epoch", trial="s-t0000", epoch=3,
+                                                   metrics={"val_accuracy": 0.3}))
+        assert old.outcome == "conflict" and "attempt 0" in old.message
+        # a final report without per-epoch list uses the epochs reported so far
+        for n, acc in enumerate((0.2, 0.4)):
+            loop.handle_report("s-t0000", Report(kind="epoch", trial="s-t0000", attempt=1,
+                                                 epoch=n, metrics={"val_accuracy": acc}))
+        final = loop.handle_report("s-t0000", Report(kind="final", trial="s-t0000", attempt=1))
+        assert final.outcome == "accepted"
+        status = await asyncio.wait_for(asyncio.shield(loop.done), 5)
+    finally:
+        await h.close()
+    assert status.best.reward == pytest.approx(0.4**3)
+    assert status.trials.retried == 1
+
+
+async def test_final_report_without_the_objective_metric_fails_the_trial():
+    h = Harness(make_search(budget={"maxTrials": 2, "parallelism": 2}),
+                lambda req: SimulatedOutcome(metrics=[{"train_loss": 0.3}]))
+    status = await run(h)
+    assert status.trials.failed == 2 and status.trials.retried == 0
+    assert status.phase == "Failed" and status.reason == "NoSuccessfulTrial"
+    assert "val_accuracy" in h.reasons("TrialFailed")[0].message
+    assert sorted(h.strategy.failures) == [0, 1]

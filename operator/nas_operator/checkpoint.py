@@ -43,10 +43,15 @@ class LoopCheckpoint:
 
 
 def encode_checkpoint(checkpoint: LoopCheckpoint) -> bytes:
-    header = json.dumps(
-        {"version": FORMAT_VERSION, "state": checkpoint.state}, separators=(",", ":")
-    ).encode("utf-8")
-    body = MAGIC + _LENGTHS.pack(len(header), len(checkpoint.strategy)) + header + checkpoint.strategy
+    return encode_checkpoint_text(json.dumps(checkpoint.state, separators=(",", ":")),
+                                  checkpoint.strategy)
+
+
+def encode_checkpoint_text(state_json: str, strategy: bytes) -> bytes:
+    """Like ``encode_checkpoint`` for a state already encoded as JSON text (large ledgers
+    are assembled from cached pieces rather than re-encoded)."""
+    header = f'{{"version":{FORMAT_VERSION},"state":{state_json}}}'.encode()
+    body = MAGIC + _LENGTHS.pack(len(header), len(strategy)) + header + strategy
     return body + hashlib.sha256(body).digest()
 
 

@@ -15,6 +15,7 @@ the local output folder), never here.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from nas_operator.spec import EPOCHS_IN_STATUS, TOP_K_LIMIT, TrialResult
 MAX_EPOCHS_KEPT = 1000
 """Epoch reports kept per running attempt (``objective.lastEpochs`` is at most 1000)."""
 STAGE_LETTER = {"search": "t", "final": "f"}
+BLOCK = 1024
+"""Trials per checkpoint block (see ``Ledger.snapshot``)."""
 
 
 class TrialState(StrEnum):
@@ -72,7 +75,9 @@ class Trial:
     proposal_id: int | None
     space: str | None
     tokens: list[int] | None
-    genotype: dict[str, Any] | None
+    """The architecture's tokens (None: an enas trial before its derived architecture)."""
+    genotype: dict[str, Any] | None = None
+    """Cached readable form of ``tokens`` (not checkpointed: derived again when needed)."""
     state: TrialState = TrialState.QUEUED
     attempt: int = 0
     launched: bool = False
@@ -98,10 +103,10 @@ class Trial:
         return {
             "index": self.index, "stage": self.stage, "name": self.name, "seed": self.seed,
             "proposal_id": self.proposal_id, "space": self.space, "tokens": self.tokens,
-            "genotype": self.genotype, "state": self.state.value, "attempt": self.attempt,
-            "launched": self.launched, "failures": self.failures, "epochs": self.epochs,
+            "state": self.state.value, "attempt": self.attempt,
+            "launched": self.launched, "failures": self.failures, "epochs": list(self.epochs),
             "epoch_count": self.epoch_count,
-            "metrics": self.metrics, "reward": self.reward, "told": self.told,
+            "metrics": dict(self.metrics), "reward": self.reward, "told": self.told,
             "final_digest": self.final_digest, "failure_reason": self.failure_reason,
             "start_time": self.start_time, "attempt_start": self.attempt_start,
             "completion_time": self.completion_time,
@@ -144,19 +149,17 @@ class Ranked:
     metrics: dict[str, float]
     space: str | None
     tokens: list[int]
-    genotype: dict[str, Any] | None
 
-    def result(self, with_genotype: bool = False) -> TrialResult:
+    def result(self, genotype: dict[str, Any] | None = None) -> TrialResult:
         return TrialResult(
             trial=self.name, reward=self.reward, metrics=dict(self.metrics),
-            tokens=list(self.tokens), genotype=self.genotype if with_genotype else None,
+            tokens=list(self.tokens), genotype=genotype,
         )  # fmt: skip
 
     def to_state(self) -> dict[str, Any]:
         return {
             "name": self.name, "index": self.index, "stage": self.stage, "reward": self.reward,
             "metrics": self.metrics, "space": self.space, "tokens": self.tokens,
-            "genotype": self.genotype,
         }  # fmt: skip
 
 
@@ -171,6 +174,10 @@ class Ledger:
         self.untold: deque[str] = deque()
         """Search trials that ended and whose result the strategy has not been told."""
         self.active: set[str] = set()
+        self.live: dict[str, Trial] = {}
+        """Trials not yet compacted, by name (the hot path of every report)."""
+        self._blocks: dict[tuple[str, int], str] = {}
+        """JSON text of checkpoint blocks whose trials are all compacted (they never change)."""
         self.counts: dict[str, dict[str, int]] = {
             stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0}
             for stage in STAGE_LETTER
@@ -192,6 +199,9 @@ class Ledger:
         return stage, int(digits)
 
     def get(self, name: str) -> Trial | FinishedTrial | None:
+        rec = self.live.get(name)
+        if rec is not None:
+            return rec
         parsed = self.parse(name)
         if parsed is None:
             return None
@@ -199,29 +209,25 @@ class Ledger:
         items = self.trials[stage]
         return items[index] if index < len(items) else None
 
-    def live(self, name: str) -> Trial:
-        rec = self.get(name)
-        assert isinstance(rec, Trial), name
-        return rec
+    def live_trial(self, name: str) -> Trial:
+        return self.live[name]
 
     def created(self, stage: str = "search") -> int:
         return len(self.trials[stage])
 
     def iter_live(self) -> Iterator[Trial]:
-        for items in self.trials.values():
-            for rec in items:
-                if isinstance(rec, Trial):
-                    yield rec
+        yield from sorted(self.live.values(), key=lambda t: (t.stage != "search", t.index))
 
     # --- transitions --------------------------------------------------------------
     def add(self, stage: str, seed: int, proposal_id: int | None, space: str | None,
-            tokens: list[int] | None, genotype: dict[str, Any] | None) -> Trial:
+            tokens: list[int] | None, genotype: dict[str, Any] | None = None) -> Trial:
         """A new trial, queued for launch."""
         index = len(self.trials[stage])
         trial = Trial(index=index, stage=stage, name=trial_name(self.search, stage, index),
                       seed=seed, proposal_id=proposal_id, space=space, tokens=tokens,
                       genotype=genotype)  # fmt: skip
         self.trials[stage].append(trial)
+        self.live[trial.name] = trial
         self.queue.append(trial.name)
         return trial
 
@@ -258,7 +264,7 @@ class Ledger:
         trial.completion_time = now
         self.counts[trial.stage]["succeeded"] += 1
         ranked = Ranked(trial.name, trial.index, trial.stage, reward, dict(metrics),
-                        trial.space, list(trial.tokens or []), trial.genotype)  # fmt: skip
+                        trial.space, list(trial.tokens or []))
         if trial.stage == "search":
             self.untold.append(trial.name)
             self._rank(ranked)
@@ -328,6 +334,7 @@ class Ledger:
         self.trials[trial.stage][trial.index] = FinishedTrial(
             trial.state, trial.attempt, trial.reward, trial.final_digest, trial.epoch_count
         )
+        del self.live[trial.name]
 
     def _rank(self, ranked: Ranked) -> None:
         self.topk.append(ranked)
@@ -348,21 +355,44 @@ class Ledger:
         return {"queued": queued, "pending": active - running, "running": running}
 
     # --- checkpoint ----------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """JSON-able snapshot (live trials in full, finished ones compact)."""
-        return {
+    def snapshot(self) -> LedgerSnapshot:
+        """A consistent copy, cheap to take on the event loop; encode it anywhere.
+
+        Finished trials are grouped in blocks of ``BLOCK`` indices; a block whose
+        trials are all compacted never changes again, so its JSON text is cached
+        and a checkpoint costs O(live trials), not O(all trials).
+        """
+        stages: dict[str, list[str | list[Any]]] = {}
+        for stage, items in self.trials.items():
+            parts: list[str | list[Any]] = []
+            for block in range(0, (len(items) + BLOCK - 1) // BLOCK):
+                cached = self._blocks.get((stage, block))
+                if cached is not None:
+                    parts.append(cached)
+                    continue
+                chunk = items[block * BLOCK : (block + 1) * BLOCK]
+                entries = [[0, r.to_state()] if isinstance(r, Trial) else [1, r.to_state()]
+                           for r in chunk]
+                if len(chunk) == BLOCK and all(isinstance(r, FinishedTrial) for r in chunk):
+                    text = json.dumps(entries, separators=(",", ":"))[1:-1]
+                    self._blocks[(stage, block)] = text
+                    parts.append(text)
+                else:
+                    parts.append(entries)
+            stages[stage] = parts
+        rest = {
             "search": self.search,
-            "trials": {
-                stage: [[0, r.to_state()] if isinstance(r, Trial) else [1, r.to_state()]
-                        for r in items]
-                for stage, items in self.trials.items()
-            },
             "queue": list(self.queue),
             "untold": list(self.untold),
             "counts": {stage: dict(c) for stage, c in self.counts.items()},
             "topk": [r.to_state() for r in self.topk],
             "final_results": [r.to_state() for r in self.final_results],
-        }  # fmt: skip
+        }
+        return LedgerSnapshot(stages, rest)
+
+    def to_state(self) -> dict[str, Any]:
+        """The snapshot as plain JSON data."""
+        return json.loads(self.snapshot().to_json())
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Ledger:
@@ -377,5 +407,25 @@ class Ledger:
         ledger.counts = {stage: dict(c) for stage, c in data["counts"].items()}
         ledger.topk = [Ranked(**r) for r in data["topk"]]
         ledger.final_results = [Ranked(**r) for r in data["final_results"]]
-        ledger.active = {t.name for t in ledger.iter_live() if t.state.active}
+        ledger.live = {t.name: t for items in ledger.trials.values() for t in items
+                       if isinstance(t, Trial)}
+        ledger.active = {t.name for t in ledger.live.values() if t.state.active}
         return ledger
+
+
+@dataclass
+class LedgerSnapshot:
+    """Ledger state frozen at one moment: cached JSON blocks plus copied live entries."""
+
+    stages: dict[str, list[str | list[Any]]]
+    rest: dict[str, Any]
+
+    def to_json(self) -> str:
+        stages = []
+        for stage, parts in self.stages.items():
+            texts = [p if isinstance(p, str) else json.dumps(p, separators=(",", ":"))[1:-1]
+                     for p in parts]
+            body = ",".join(t for t in texts if t)
+            stages.append(f"{json.dumps(stage)}:[{body}]")
+        rest = json.dumps(self.rest, separators=(",", ":"))
+        return rest[:-1] + ',"trials":{' + ",".join(stages) + "}}"

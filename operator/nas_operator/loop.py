@@ -47,9 +47,8 @@ from controller_policy.strategies.base import Proposal, Strategy, StrategyError
 from nas_operator.checkpoint import (
     CheckpointError,
     CheckpointStore,
-    LoopCheckpoint,
     decode_checkpoint,
-    encode_checkpoint,
+    encode_checkpoint_text,
 )
 from nas_operator.launcher import Launcher, LaunchRequest, report_url
 from nas_operator.ledger import (
@@ -119,6 +118,8 @@ class LoopEvent:
     type: str = "Normal"
     trial: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    """Details; trial events carry ``spec`` (NASTrialSpec) and ``status`` (NASTrialStatus) as
+    they were at that moment, so an asynchronous subscriber can write the NASTrial later."""
 
 
 Subscriber = Callable[[LoopEvent], Any]
@@ -228,6 +229,7 @@ class SearchLoop:
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._stopped = False
         self.done: asyncio.Future[NASSearchStatus] = asyncio.get_event_loop().create_future()
 
     # ================================================================ public API
@@ -272,7 +274,12 @@ class SearchLoop:
         self._wake.set()
 
     async def stop(self, *, cancel_trials: bool = False) -> None:
-        """Stop working. Trials keep running (a new loop adopts them) unless ``cancel_trials``."""
+        """Stop working. Trials keep running (a new loop adopts them) unless ``cancel_trials``.
+
+        Later reports for running trials are refused (not found): the trainer falls back to
+        its termination message, which the next loop reads when it adopts the attempt.
+        """
+        self._stopped = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -298,6 +305,9 @@ class SearchLoop:
                                 "of the URL")  # fmt: skip
         if isinstance(rec, FinishedTrial) or rec.state.terminal:
             return self._late_report(trial, rec, report)
+        if self._stopped:
+            return ReportResult(ReportOutcome.NOT_FOUND, f"search {self.namespace}/{self.name} "
+                                "is not served by this process any more")
         if rec.state is TrialState.QUEUED or report.attempt != rec.attempt:
             what = ("was stopped; the trial waits for a new attempt" if report.attempt >= rec.attempt
                     and rec.state is TrialState.QUEUED else "is not the current attempt")
@@ -414,9 +424,9 @@ class SearchLoop:
                 running=states["running"], succeeded=counts["succeeded"], failed=counts["failed"],
                 cancelled=counts["cancelled"], retried=counts["retried"],
             ),  # fmt: skip
-            best=best.result(with_genotype=True) if best else None,
+            best=best.result(self._genotype(best.tokens)) if best else None,
             topK=[r.result() for r in self.ledger.topk],
-            finalTraining=[r.result(with_genotype=True) for r in self.ledger.final_results],
+            finalTraining=[r.result(self._genotype(r.tokens)) for r in self.ledger.final_results],
             controller=self.controller.model_copy(),
             startTime=rfc3339(self.start_time),
             completionTime=rfc3339(self.completion_time),
@@ -430,7 +440,7 @@ class SearchLoop:
         arch = None
         if rec.tokens is not None and rec.space is not None:
             arch = Architecture(space=rec.space, tokens=list(rec.tokens),
-                                genotype=rec.genotype or {})  # fmt: skip
+                                genotype=self._trial_genotype(rec))
         spec = NASTrialSpec(search=self.name, stage=rec.stage, index=rec.index,  # type: ignore[arg-type]
                             attempt=rec.attempt, seed=rec.seed, architecture=arch)
         phase = "Pending" if rec.state is TrialState.QUEUED else rec.state.value
@@ -463,7 +473,7 @@ class SearchLoop:
         arch = None
         if trial.tokens is not None and trial.space is not None:
             arch = Architecture(space=trial.space, tokens=list(trial.tokens),
-                                genotype=trial.genotype or self.space.decode(trial.tokens))
+                                genotype=self._trial_genotype(trial))
         enas_mode = self.enas and not final
         return TrialDocument(
             namespace=self.namespace, search=self.name, trial=trial.name, attempt=trial.attempt,
@@ -555,7 +565,7 @@ class SearchLoop:
             tokens = self.space.validate_tokens(arch.tokens)
         except InvalidArchitecture as exc:
             return f"derived architecture is invalid: {exc}"
-        rec.space, rec.tokens, rec.genotype = arch.space, tokens, self.space.to_genotype(tokens)
+        rec.space, rec.tokens = arch.space, tokens
         return None
 
     # ================================================================ transitions
@@ -641,7 +651,7 @@ class SearchLoop:
     async def _step(self) -> None:
         await self._tell_all()
         async with self._launch_lock:
-            if self._check_end():
+            if await self._check_end():
                 await self._finish()
                 return
             if self.phase != "Running":
@@ -714,9 +724,16 @@ class SearchLoop:
                 c = self.controller
                 self.metrics.controller(c.updates, c.entropy, c.baseline)
 
-    def _check_end(self) -> bool:
+    async def _check_end(self) -> bool:
         """Decide whether the search ends now (or moves to final training)."""
+        final = self.spec.finalTraining
         if self._stopping is not None:
+            if (self._stopping[1] == "GoalReached" and self.stage == "search"
+                    and final is not None and self.ledger.topk):
+                await self._cancel_everything("GoalReached", self._stopping[2])
+                self._stopping = None
+                self._start_final(final.topK)
+                return False
             return True
         budget = self.spec.budget
         if self.ledger.active or self.ledger.queue or self.ledger.untold:
@@ -724,7 +741,6 @@ class SearchLoop:
         if self.stage == "search":
             if self.ledger.created("search") < budget.max_trials():
                 return False
-            final = self.spec.finalTraining
             if final is not None and self.ledger.topk:
                 self._start_final(final.topK)
                 return False
@@ -752,7 +768,7 @@ class SearchLoop:
         chosen = self.ledger.topk[:top_k]
         for r in chosen:
             self.ledger.add("final", trial_seed(self.spec.strategy.seed, "final", len(
-                self.ledger.trials["final"])), None, r.space, list(r.tokens), r.genotype)
+                self.ledger.trials["final"])), None, r.space, list(r.tokens))
         self._emit("FinalTrainingStarted", "retraining the top "
                    f"{len(chosen)}: " + ", ".join(r.name for r in chosen))
         self._dirty = True
@@ -770,7 +786,7 @@ class SearchLoop:
             for _ in range(n):
                 index = self.ledger.created("search")
                 self.ledger.add("search", trial_seed(self.spec.strategy.seed, "search", index),
-                                None, None, None, None)
+                                None, None, None)
             self._dirty = True
             return
         strategy = self.strategy
@@ -787,7 +803,7 @@ class SearchLoop:
         now = time.time()
         batch = []
         while free > 0 and self.ledger.queue:
-            rec = self.ledger.live(self.ledger.queue.popleft())
+            rec = self.ledger.live_trial(self.ledger.queue.popleft())
             self.ledger.mark_launched(rec, now)
             batch.append(rec)
             free -= 1
@@ -844,8 +860,7 @@ class SearchLoop:
             self.ledger.cancel(t, f"{reason}: {message}", now)
             self._metric("trial_outcome", "cancelled")
             self._emit("TrialCancelled", f"trial {t.name} cancelled: {reason}", t.name)
-            if t.stage == "final" or self.strategy is None:
-                self.ledger.compact(t)
+            self.ledger.compact(t)  # nothing to tell: a cancelled proposal taught nothing
         self._dirty = True
 
     async def _cancel_quietly(self, trial: str, attempt: int) -> None:
@@ -958,7 +973,7 @@ class SearchLoop:
         return {
             "namespace": self.namespace, "search": self.name,
             "fingerprint": _fingerprint(self.spec), "generation": self.generation,
-            "ledger": self.ledger.to_state(), "phase": self.phase, "reason": self.reason,
+            "phase": self.phase, "reason": self.reason,
             "message": self.message,
             "conditions": [c.model_dump() for c in self.conditions.values()],
             "stage": self.stage, "start_time": self.start_time,
@@ -976,11 +991,13 @@ class SearchLoop:
         if self.store is None:
             return
         state = self._state()
+        ledger = self.ledger.snapshot()
         strategy = self.strategy
 
         def encode() -> bytes:
             blob = strategy.to_bytes() if strategy is not None else b""
-            return encode_checkpoint(LoopCheckpoint(state=state, strategy=blob))
+            text = json.dumps(state, separators=(",", ":"))
+            return encode_checkpoint_text(f'{text[:-1]},"ledger":{ledger.to_json()}}}', blob)
 
         try:
             blob = await asyncio.to_thread(encode)
@@ -1075,6 +1092,10 @@ class SearchLoop:
               **data: Any) -> None:
         if not self._subscribers:
             return
+        if trial is not None and reason.startswith("Trial"):
+            view = self.trial_view(trial)
+            if view is not None:
+                data["spec"], data["status"] = view
         event = LoopEvent(reason=reason, message=message, type=type, trial=trial, data=data)
         for callback in list(self._subscribers):
             try:
@@ -1088,6 +1109,15 @@ class SearchLoop:
         fut = asyncio.ensure_future(coro)
         self._background.add(fut)
         fut.add_done_callback(self._background.discard)
+
+    def _trial_genotype(self, trial: Trial) -> dict[str, Any]:
+        if trial.genotype is None:
+            trial.genotype = self._genotype(trial.tokens) or {}
+        return trial.genotype
+
+    def _genotype(self, tokens: list[int] | None) -> dict[str, Any] | None:
+        """Readable genotype of validated tokens (derived on demand, never stored)."""
+        return None if tokens is None else self.space.to_genotype(list(tokens))
 
     def _resolve_done(self) -> None:
         if not self.done.done():
