@@ -26,6 +26,8 @@ from nas_trainer.runtime import Runtime, eval_mode
 log = logging.getLogger("nas_trainer")
 
 EVAL_BATCH_SIZE = 512
+NAN_CHECK_EVERY = 20
+"""Steps between finiteness checks (each one syncs a GPU); end-of-epoch metrics are always checked."""
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -102,7 +104,13 @@ def evaluate_images(
 
 
 def train_image(ctx: TrialContext, model: nn.Module, data: ImageData) -> TrainResult:
-    """Train ``model`` on ``data`` per ``ctx.doc.training``; returns the final metrics."""
+    """Train ``model`` on ``data`` per ``ctx.doc.training``.
+
+    Per-epoch metrics: train_loss, train_accuracy (on augmented batches), val_loss,
+    val_accuracy, lr, epoch_seconds (with evaluation), samples_per_second (training
+    steps only). Final metrics add best_val_accuracy, epochs, params and, when
+    ``reportTestAccuracy`` is set, test_loss and test_accuracy.
+    """
     training = ctx.doc.training
     rt = ctx.runtime
     model = rt.prepare_model(model)
@@ -122,7 +130,6 @@ def train_image(ctx: TrialContext, model: nn.Module, data: ImageData) -> TrainRe
     loop = EpochLoop(ctx, Checkpointer(ctx.doc.checkpointDir, trial_identity(ctx), objects))
     loop.resume()
     total_steps = steps * training.epochs
-    check_every = 1 if rt.device.type == "cpu" else 25  # a finiteness check syncs the GPU
     model.train()
 
     for epoch in loop.remaining_epochs():
@@ -150,7 +157,7 @@ def train_image(ctx: TrialContext, model: nn.Module, data: ImageData) -> TrainRe
             correct += step_correct
             seen += int(labels.shape[0])
             loop.advance()
-            if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
+            if (step + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
                 raise TrainingFailed(
                     f"training loss is not finite at epoch {epoch} step {step}: training "
                     "diverged; lower training.learningRate or set training.gradClip"

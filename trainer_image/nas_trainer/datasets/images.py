@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,18 @@ class ImageData:
         test = self.test.to(device) if self.test is not None else None
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=test)
 
+    @cached_property
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std as [1, C, 1, 1] tensors on the data's device (built once)."""
+        device = self.train.images.device
+        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        return mean, std
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> float, standardized per channel."""
-        x = images.float().mul_(self.scale)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std)
+        mean, std = self._stats
+        return images.float().mul_(self.scale).sub_(mean).div_(std)
 
     def augment(self, images: torch.Tensor, cutout_size: int, gen: torch.Generator) -> torch.Tensor:
         """uint8 batch -> augmented, normalized float batch (pad-crop, flip, then cutout)."""
@@ -86,10 +93,8 @@ class ImageData:
         x = random_crop(x, self.crop_pad, gen)
         if self.flip:
             x = random_flip(x, gen)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        x = (x - mean) / std
-        return cutout(x, cutout_size, gen)
+        mean, std = self._stats
+        return cutout((x - mean) / std, cutout_size, gen)
 
 
 def split_train_val(
