@@ -11,6 +11,7 @@ from test_operator_support import (
     FakeCluster,
     OperatorBed,
     env_of,
+    final_report,
     search_manifest,
     wait_for,
 )
@@ -137,8 +138,8 @@ async def test_status_counts_follow_the_search_while_it_runs(kube: KubeTestBed) 
         trials = await bed.trials("live")
         assert sorted(t["status"]["phase"] for t in trials) == ["Running"] * 3
         for job in list(release.values()):
-            await cluster.post(job, _final(job))
-            await cluster.terminate(job, 0)
+            await cluster.do(cluster.post(job, final_report(job)))
+            await cluster.do(cluster.terminate(job, 0))
         release.clear()
 
         async def next_three() -> bool:
@@ -146,13 +147,7 @@ async def test_status_counts_follow_the_search_while_it_runs(kube: KubeTestBed) 
 
         await wait_for(next_three, message="the next 3 jobs")
         for job in list(release.values()):
-            await cluster.post(job, _final(job))
-            await cluster.terminate(job, 0)
+            await cluster.do(cluster.post(job, final_report(job)))
+            await cluster.do(cluster.terminate(job, 0))
         done = await bed.wait_phase("live", "Succeeded", "Failed")
     assert done["status"]["trials"]["succeeded"] == 6
-
-
-def _final(job: dict[str, Any]) -> dict[str, Any]:
-    from test_operator_support import final_report
-
-    return final_report(job)

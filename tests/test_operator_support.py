@@ -18,8 +18,9 @@ import contextlib
 import json
 import random
 import string
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from kube_emulator import (
@@ -38,6 +39,7 @@ from nas_operator.kube.handlers import build_registry
 from nas_operator.kube.runtime import OperatorRuntime, operator_settings
 from nas_operator.status_api import StatusServer, create_app
 
+T = TypeVar("T")
 Script = Callable[["FakeCluster", dict[str, Any]], Awaitable[None]]
 
 
@@ -84,8 +86,27 @@ def final_report(job: dict[str, Any], accuracy: float | None = None,
             "metrics": per_epoch[-1], "epochs": per_epoch}
 
 
+class Gate:
+    """A gate scripts wait at (in the cluster's thread) and tests open (from the test loop)."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def wait(self) -> None:
+        while not self._open.is_set():
+            await asyncio.sleep(0.02)
+
+
 class FakeCluster:
-    """Job controller + kubelet + trainer for the operator tests (see module doc)."""
+    """Job controller + kubelet + trainer for the operator tests (see module doc).
+
+    It runs in its own thread and event loop: kopf cancels, when it exits, every task
+    of its loop created after it started, and a restart test needs the cluster to go on
+    while no operator runs. Tests call into it with ``await cluster.do(coro)``.
+    """
 
     def __init__(self, kube: KubeTestBed, script: Script, namespace: str = "default"):
         self.kube = kube
@@ -99,25 +120,46 @@ class FakeCluster:
         self.errors: list[BaseException] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="fake cluster", daemon=True)
 
     async def __aenter__(self) -> FakeCluster:
-        self._session = aiohttp.ClientSession()
-        self._poller = asyncio.create_task(self._poll(), name="fake cluster")
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, 10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in [self._poller, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        for task in [self._poller, *self._tasks]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if self._session is not None:
-            await self._session.close()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join, 10)
         if self.errors and exc == (None, None, None):
             raise AssertionError(f"fake cluster scripts failed: {self.errors!r}")
+
+    async def do(self, coro: Awaitable[T]) -> T:
+        """Run a coroutine of this cluster (post, terminate, ...) in its thread."""
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))  # type: ignore[arg-type]
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._session = aiohttp.ClientSession()
+        poller = asyncio.create_task(self._poll())
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            for task in [poller, *self._tasks]:
+                task.cancel()
+            for task in [poller, *self._tasks]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._session.close()
 
     async def _poll(self) -> None:
         while True:
@@ -248,14 +290,17 @@ class OperatorBed:
         self.config = config or OperatorConfig(status_interval=0.2)
         self.runtime: OperatorRuntime | None = None
         self.server: StatusServer | None = None
+        self.port = 0
+        """The status API's port, kept across restarts (running pods keep their report URL)."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OperatorRuntime]:
         """One operator process's lifetime: status API + kopf; restartable (a new runtime)."""
         api = KubeApi.from_connection_info(self.kube.connection_info())
         runtime = OperatorRuntime(self.config, api)
-        server = StatusServer(create_app(runtime.searches, runtime.metrics))
+        server = StatusServer(create_app(runtime.searches, runtime.metrics), port=self.port)
         runtime.report_url_base = await server.start()
+        self.port = server.port
         self.runtime, self.server = runtime, server
         try:
             async with self.kube.operator(build_registry(runtime), settings=operator_settings(),

@@ -27,8 +27,10 @@ from nas_operator.kube.labels import (
 )
 from nas_operator.kube.runtime import OperatorRuntime
 
-DAEMON_STOP_TIMEOUT = 60.0
+DAEMON_STOP_GRACE = 60.0
 """Seconds a stopping search may take to write its last checkpoint and statuses."""
+DAEMON_CANCEL_TIMEOUT = 10.0
+"""Seconds given to a daemon cancelled after its grace period."""
 
 
 def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
@@ -36,7 +38,8 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.daemon(GROUP, VERSION, SEARCH_PLURAL, id="search", registry=registry,
-                 cancellation_timeout=DAEMON_STOP_TIMEOUT)
+                 cancellation_backoff=DAEMON_STOP_GRACE,
+                 cancellation_timeout=DAEMON_CANCEL_TIMEOUT)
     async def search_daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         await SearchController(runtime, _plain(body)).run(stopped)
 
