@@ -151,6 +151,19 @@ def test_a_dead_server_costs_a_bounded_time_and_the_termination_file_still_holds
     assert term["kind"] == "final" and len(term["epochs"]) == 20
 
 
+def test_a_stopping_trainer_drops_pending_epoch_reports_and_caps_the_last_one(tmp_path: Path) -> None:
+    """SIGTERM: Kubernetes kills the pod after its grace period, so finishing must be quick."""
+    slow = RetryPolicy(budget_s=30.0, base_delay_s=0.5, max_delay_s=5.0, request_timeout_s=2.0)
+    reporter = Reporter(f"http://127.0.0.1:{closed_port()}/report", "tok", tmp_path / "term", slow)
+    for i in range(5):
+        reporter.send(epoch_report(i))
+    time.sleep(0.2)  # the first epoch report is now retrying
+    started = time.monotonic()
+    reporter.finish(Report(kind="interrupted", trial="t", reason="SIGTERM"), budget_s=1.0)
+    assert time.monotonic() - started < 4.0
+    assert json.loads((tmp_path / "term").read_text())["kind"] == "interrupted"
+
+
 def test_without_a_url_reports_go_to_stdout_and_the_termination_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -39,6 +39,8 @@ log = logging.getLogger("nas_trainer")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+INTERRUPTED_REPORT_SECONDS = 10.0
+"""Retry budget of the ``interrupted`` report: within Kubernetes' default 30 s grace period."""
 
 
 class TrialInputError(ValueError):
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequest().install()
     try:
         code, report = run_and_summarize(doc, reporter, stop)
-        reporter.finish(report)  # still under our SIGTERM handler: a late signal cannot cut it
+        # Still under our SIGTERM handler, so a late signal cannot cut the final report short.
+        reporter.finish(report, INTERRUPTED_REPORT_SECONDS if code == EXIT_INTERRUPTED else None)
     finally:
         stop.uninstall()
     return code

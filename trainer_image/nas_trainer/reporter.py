@@ -125,8 +125,9 @@ class Reporter:
         self.echo_stdout = self.url is None if echo_stdout is None else echo_stdout
         self.delivered: list[Report] = []
         """Reports the server accepted (2xx), in order."""
-        self._queue: queue.Queue[Report | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Report, float | None] | None] = queue.Queue()
         self._degraded = False
+        self._hurry = threading.Event()
         self._rng = random.Random()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._worker: threading.Thread | None = None
@@ -145,19 +146,26 @@ class Reporter:
         )
 
     # --- public -------------------------------------------------------------------------------
-    def send(self, report: Report) -> None:
-        """Queue ``report`` for delivery and return at once."""
+    def send(self, report: Report, budget_s: float | None = None) -> None:
+        """Queue ``report`` for delivery and return at once (``budget_s`` caps the retry time)."""
         if self.echo_stdout:
             print(report.model_dump_json(exclude_none=True), flush=True)
         if self._worker is not None:
-            self._queue.put(report)
+            self._queue.put((report, budget_s))
 
-    def finish(self, report: Report) -> None:
-        """Send the terminal ``report``, write it to the termination file, wait for delivery (bounded)."""
+    def finish(self, report: Report, budget_s: float | None = None) -> None:
+        """Send the terminal ``report``, write it to the termination file, wait for delivery (bounded).
+
+        A SIGTERMed trainer passes a short ``budget_s``: Kubernetes kills it when the
+        grace period ends, and the termination message already holds the report. Epoch
+        reports still pending are then dropped (the terminal report carries their metrics).
+        """
         if report.kind not in TERMINAL_KINDS:
             raise ValueError(f"finish() takes a final/interrupted/failed report, got {report.kind}")
+        if budget_s is not None:
+            self._hurry.set()
         self.write_termination_message(report)
-        self.send(report)
+        self.send(report, budget_s)
         self.close()
 
     def close(self) -> None:
@@ -165,7 +173,8 @@ class Reporter:
         if self._worker is None:
             return
         self._queue.put(None)
-        self._worker.join(timeout=2 * self.policy.budget_s + 3 * self.policy.request_timeout_s)
+        wait = 2 * self.policy.budget_s + 3 * self.policy.request_timeout_s
+        self._worker.join(timeout=wait)
         if self._worker.is_alive():
             log.warning("report delivery still pending after its time budget; giving up")
         self._worker = None
@@ -181,15 +190,18 @@ class Reporter:
     # --- worker -------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            report = self._queue.get()
-            if report is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            report, budget_s = item
             superseded = not self._queue.empty()
-            if self._degraded and report.kind == "epoch" and superseded:
-                log.info("skipping epoch %s report: the server is unreachable", report.epoch)
+            if report.kind == "epoch" and (self._hurry.is_set() or (self._degraded and superseded)):
+                log.info("skipping epoch %s report: the terminal report carries it", report.epoch)
                 continue
             single_try = self._degraded and report.kind == "epoch"
-            ok = self._deliver(report, 0.0 if single_try else self.policy.budget_s)
+            if budget_s is None:
+                budget_s = self.policy.budget_s
+            ok = self._deliver(report, 0.0 if single_try else min(budget_s, self.policy.budget_s))
             if ok:
                 self.delivered.append(report)
                 self._degraded = False
@@ -204,6 +216,8 @@ class Reporter:
             status, detail, retry_after = self._post(body, timeout)
             if status is not None and 200 <= status < 300:
                 return True
+            if report.kind == "epoch" and self._hurry.is_set():
+                return False  # stopping: the terminal report carries this epoch
             if status is not None and 400 <= status < 500 and status != 429:
                 log.error(
                     "status API refused the %s report with HTTP %s: %s", report.kind, status, detail
@@ -220,7 +234,10 @@ class Reporter:
                 self._degraded = True
                 return False
             log.info("report %s failed (%s); retrying in %.2fs", report.kind, detail, delay)
-            time.sleep(delay)
+            if report.kind == "epoch":
+                self._hurry.wait(delay)  # wakes at once when the trainer is stopping
+            else:
+                time.sleep(delay)
             attempt += 1
 
     def _post(self, body: bytes, timeout: float) -> tuple[int | None, str, float | None]:
