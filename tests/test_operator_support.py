@@ -80,8 +80,12 @@ def final_report(job: dict[str, Any], accuracy: float | None = None,
     doc = document_of(job)
     if accuracy is None:
         accuracy = accuracy_of(doc["architecture"]["tokens"])
-    per_epoch = [{"val_accuracy": round(accuracy * (i + 1) / epochs, 6), "loss": 1.0 / (i + 1)}
-                 for i in range(epochs)]
+    if doc["spaceType"].endswith("-rnn"):  # language spaces are scored by perplexity
+        per_epoch = [{"val_perplexity": round(100.0 / accuracy / (i + 1), 4)}
+                     for i in range(epochs)]
+    else:
+        per_epoch = [{"val_accuracy": round(accuracy * (i + 1) / epochs, 6),
+                      "loss": 1.0 / (i + 1)} for i in range(epochs)]
     return {"kind": "final", "trial": doc["trial"], "attempt": doc["attempt"],
             "metrics": per_epoch[-1], "epochs": per_epoch}
 
