@@ -150,7 +150,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_operator(args: argparse.Namespace, console: Console) -> int:
-    """Hand over to ``nas_operator.kube.main.main(argv)``, imported only when asked for."""
+    """Hand over to ``nas_operator.kube.main.main(argv)``, imported only when asked for.
+
+    ``main`` passes everything after ``operator`` untouched (argparse would eat ``--help``)."""
     try:
         module = importlib.import_module("nas_operator.kube.main")
     except ModuleNotFoundError as exc:
@@ -167,18 +169,18 @@ def cmd_operator(args: argparse.Namespace, console: Console) -> int:
         console.print("error: nas_operator.kube.main has no main(argv) function",
                       highlight=False, markup=False)
         return EXIT_USAGE
-    forwarded = list(args.args)
-    if forwarded[:1] == ["--"]:
-        forwarded = forwarded[1:]
-    return int(entry(forwarded) or 0)
+    return int(entry(list(args.args)) or 0)
 
 
 COMMANDS = {"run": cmd_run, "show": cmd_show, "validate": cmd_validate, "operator": cmd_operator}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    words = list(sys.argv[1:] if argv is None else argv)
     console = Console(soft_wrap=True)
+    if words[:1] == ["operator"]:
+        return cmd_operator(argparse.Namespace(command="operator", args=words[1:]), console)
+    args = build_parser().parse_args(words)
     try:
         return COMMANDS[args.command](args, console)
     except KeyboardInterrupt:  # before the runner installed its own handler
