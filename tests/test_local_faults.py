@@ -1,0 +1,190 @@
+"""Faulty trainers under `kubenas run`: crashes, hangs past the deadline (even ignoring SIGTERM),
+garbage reports and termination messages, trainers that always fail. Each attempt is retried or
+failed per spec.trial.retries, the search still completes, the ledger and the strategy agree.
+
+Run as a script this file *is* the faulty trainer (`--trainer-command`, a documented knob for
+custom trainers): a stdlib-only program that follows the trial contract (trial file, report
+URL and token, termination file, exit codes) and misbehaves as $FAKE_TRAINER_PLAN says:
+``{"<trial index>": ["crash", "ok"], ...}`` gives the behaviour per attempt (default "ok").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def _post(url: str | None, token: str, body: bytes) -> int | None:
+    if not url:
+        return None
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def fake_trainer() -> int:
+    doc = json.loads(open(os.environ["KUBENAS_TRIAL_FILE"]).read())
+    url, token = os.environ.get("KUBENAS_REPORT_URL"), os.environ["KUBENAS_REPORT_TOKEN"]
+    termination = os.environ["KUBENAS_TERMINATION_FILE"]
+    trial, attempt = doc["trial"], doc["attempt"]
+    index = int(trial[-4:])
+    plan = json.loads(os.environ.get("FAKE_TRAINER_PLAN", "{}")).get(str(index), [])
+    behaviour = plan[min(attempt, len(plan) - 1)] if plan else "ok"
+    base = {"trial": trial, "attempt": attempt}
+
+    def finish(report: dict[str, object], code: int) -> int:
+        text = json.dumps(report)
+        open(termination, "w").write(text)
+        _post(url, token, text.encode())
+        return code
+
+    if behaviour == "crash":
+        raise SystemExit("fake trainer: crashed on purpose")  # exit 1, no termination message
+    if behaviour in ("hang", "hang-ignoring-sigterm"):
+        if behaviour == "hang-ignoring-sigterm":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    if behaviour == "garbage":
+        _post(url, token, b"{not json")
+        _post(url, "not-the-token", json.dumps({"kind": "final", **base}).encode())
+        _post(url, token, json.dumps({"kind": "final", **base, "metrics": {"": 1}}).encode())
+        open(termination, "w").write("\x00garbage, not a report\xff")
+        return 0
+    if behaviour == "fail":
+        return finish({"kind": "failed", **base, "reason": "fake trainer: diverged"}, 1)
+    # "ok" and "slow": epochs (slow ones sleep, checkpoint and honour SIGTERM like the real one)
+    epochs = int(doc["training"]["epochs"])
+    progress_file = os.path.join(doc["checkpointDir"], "progress.json")
+    done = json.loads(open(progress_file).read())["epochs"] if os.path.exists(progress_file) else []
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while len(done) < epochs:
+        if behaviour == "slow":
+            time.sleep(float(os.environ.get("FAKE_EPOCH_SECONDS", "1")))
+        if stop:
+            return finish({"kind": "interrupted", **base, "epochs": done,
+                           "reason": f"SIGTERM after {len(done)} epochs; checkpoint saved"}, 143)
+        metrics = {"val_accuracy": round(0.30 + 0.05 * index + 0.01 * len(done), 4),
+                   "val_loss": 1.0, "params": 1000.0 + index}
+        done.append(metrics)
+        open(progress_file, "w").write(json.dumps({"epochs": done}))
+        _post(url, token, json.dumps({"kind": "epoch", **base, "epoch": len(done) - 1,
+                                      "metrics": metrics}).encode())
+    return finish({"kind": "final", **base, "metrics": done[-1], "epochs": done}, 0)
+
+
+if __name__ == "__main__":
+    sys.exit(fake_trainer())
+
+# --- the tests (below the script guard: the trainer above needs nothing heavy) ---------------
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from test_local_run import (  # noqa: E402
+    attempt_pids,
+    checkpoint_facts,
+    csv_rows,
+    image_search,
+    live_trainers,
+    write_yaml,
+)
+
+from nas_operator import cli  # noqa: E402
+
+FAKE_TRAINER = f"{sys.executable} {Path(__file__).resolve()}"
+
+
+def fake_search(name: str, *, max_trials: int, parallel: int, **spec: object) -> dict:
+    doc = image_search(name, max_trials=max_trials, parallel=parallel, **spec)
+    doc["spec"]["objective"] = {"lastEpochs": 1}
+    return doc
+
+
+def run_cli(*args: str) -> int:
+    return cli.main(["run", *args, "--trainer-command", FAKE_TRAINER, "--grace-seconds", "1",
+                     "--quiet"])
+
+
+def test_crashes_hangs_and_garbage_are_retried_and_the_search_completes(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", json.dumps({
+        "1": ["crash", "ok"],
+        "2": ["hang-ignoring-sigterm", "ok"],
+        "3": ["garbage", "ok"],
+        "4": ["crash", "crash"],
+    }))
+    search = write_yaml(tmp_path / "s.yaml", fake_search(
+        "faults", max_trials=5, parallel=3,
+        budget={"maxFailedTrials": 1},
+        trial={"retries": 1, "activeDeadlineSeconds": 3},
+    ))
+    out = tmp_path / "run"
+    started = time.monotonic()
+    assert run_cli(str(search), "--out", str(out)) == 0
+    elapsed = time.monotonic() - started
+    printed = capsys.readouterr().out
+
+    rows = {r["trial"]: r for r in csv_rows(out)}
+    assert list(rows) == [f"faults-t{i:04d}" for i in range(5)]
+    assert [(r["phase"], r["attempt"]) for r in rows.values()] == [
+        ("Succeeded", "0"), ("Succeeded", "1"), ("Succeeded", "1"), ("Succeeded", "1"),
+        ("Failed", "1")]
+    assert "exited with code 1" in rows["faults-t0004"]["failure"]
+    for i in range(4):  # the reward of the attempt that succeeded, from its own report
+        assert float(rows[f"faults-t{i:04d}"]["reward"]) == pytest.approx((0.30 + 0.05 * i) ** 3)
+    # why each first attempt failed, as the user saw it
+    assert "exited with code 1" in printed
+    assert "ran past spec.trial.activeDeadlineSeconds (3 s)" in printed
+    assert "exited without a final report" in printed
+    # the hung trainer ignored SIGTERM and was killed; no attempt ran more than once
+    started_attempts = sorted(attempt_pids(out))
+    assert started_attempts == ["faults-t0000/a0"] + [f"faults-t000{i}/a{a}" for i in range(1, 5)
+                                                     for a in (0, 1)]
+    assert live_trainers(out) == []
+    assert elapsed < 60
+
+    state, ledger, strategy = checkpoint_facts(out)
+    assert state["phase"] == "Succeeded"
+    counts = ledger.counts["search"]
+    assert (counts["succeeded"], counts["failed"], counts["retried"]) == (4, 1, 4)
+    assert (strategy["asked"], strategy["told"], strategy["failed"], strategy["pending"]) == (
+        5, 4, 1, 0)
+
+
+def test_too_many_failed_trials_fail_the_search_and_say_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", json.dumps({"0": ["fail"], "1": ["fail"]}))
+    search = write_yaml(tmp_path / "s.yaml", fake_search(
+        "doomed", max_trials=3, parallel=1, budget={"maxFailedTrials": 1}))
+    out = tmp_path / "run"
+    assert run_cli(str(search), "--out", str(out)) == 1
+    printed = capsys.readouterr().out
+    assert "TooManyFailedTrials" in printed and "fake trainer: diverged" in printed
+    state, ledger, strategy = checkpoint_facts(out)
+    assert state["phase"] == "Failed" and state["reason"] == "TooManyFailedTrials"
+    assert ledger.counts["search"]["failed"] == 2 and ledger.created("search") == 2
+    assert strategy["failed"] == 2 and strategy["pending"] == 0
+    assert [r["phase"] for r in csv_rows(out)] == ["Failed", "Failed"]
+
+
+def test_a_trainer_that_cannot_start_fails_its_attempts_with_the_reason(tmp_path, capsys):
+    search = write_yaml(tmp_path / "s.yaml", fake_search(
+        "nostart", max_trials=1, parallel=1, budget={"maxFailedTrials": 0}))
+    out = tmp_path / "run"
+    code = cli.main(["run", str(search), "--out", str(out), "--quiet",
+                     "--trainer-command", str(tmp_path / "no-such-trainer")])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "cannot start the trainer command" in printed and "no-such-trainer" in printed
+    assert csv_rows(out)[0]["phase"] == "Failed"
