@@ -6,7 +6,8 @@
   flight (random strategy on the NASNet space, in-memory checkpoints written
   before every launch), the time from a final report to the launch of the
   trial that takes its slot (p50/p99);
-* memory and checkpoint size after 100,000 finished trials (tracemalloc).
+* memory and checkpoint size after 100,000 finished trials (RSS growth of a fresh
+  process, and the deep size of the ledger).
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ import asyncio
 import gc
 import json
 import multiprocessing
+import os
 import random
 import statistics
+import sys
 import time
-import tracemalloc
+import types
 from typing import Any
 
 from bench.table import format_table
 from nas_operator.checkpoint import MemoryCheckpointStore
-from nas_operator.launcher import LaunchRequest, SimulatedLauncher, SimulatedOutcome
+from nas_operator.launcher import Launcher, LaunchRequest, SimulatedLauncher, SimulatedOutcome
 from nas_operator.loop import SearchLoop
 from nas_operator.spec import parse_search
 from nas_operator.status_api import SearchRegistry, StatusServer, create_app
+from nas_trainer.contract import Report
+
+TRIAL_SECONDS = (5.0, 15.0)
+"""Simulated trial length: 1,000 in flight finish about 100 trials per second."""
 
 
 def _search(name: str, max_trials: int, parallelism: int) -> Any:
@@ -125,7 +132,7 @@ class _Timed(SimulatedLauncher):
 
     def _behave(self, req: LaunchRequest) -> SimulatedOutcome:
         return SimulatedOutcome(metrics=[{"val_accuracy": self.rng.random()}],
-                                latency=self.rng.uniform(1.0, 3.0))
+                                latency=self.rng.uniform(*TRIAL_SECONDS))
 
     async def launch(self, request: LaunchRequest) -> None:
         self.launch_times.append(time.perf_counter())
@@ -160,43 +167,100 @@ async def bench_latency(in_flight: int, total: int) -> tuple[list[float], float]
 # --- 3. memory at many finished trials -------------------------------------------------
 
 
-async def bench_memory(trials: int) -> tuple[float, float, int]:
-    gc.collect()
-    tracemalloc.start()
-    launcher = SimulatedLauncher(lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.5}]))
-    store = MemoryCheckpointStore()
-    loop = SearchLoop(_search("mem", trials, 1000), launcher, store=store)
-    baseline = tracemalloc.get_traced_memory()[0]
-    start = time.perf_counter()
-    await loop.start()
-    await loop.done
-    seconds = time.perf_counter() - start
-    launcher.tasks.clear()
-    launcher.launched.clear()  # the simulator's own records are not the loop's
-    gc.collect()
-    current = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    size = len(store.blobs["bench.mem"])
-    return (current - baseline) / 2**20, seconds, size
+class _Instant(Launcher):
+    """Each attempt starts, reports and exits inside ``launch``: only the loop's cost remains."""
+
+    def __init__(self) -> None:
+        self.observer: Any = None
+
+    def attach(self, observer: Any) -> None:
+        self.observer = observer
+
+    async def launch(self, request: LaunchRequest) -> None:
+        accuracy = 0.3 + (hash(request.trial) % 1000) / 2000
+        report = Report(kind="final", trial=request.trial, attempt=request.attempt,
+                        metrics={"val_accuracy": accuracy}, epochs=[{"val_accuracy": accuracy}])
+        self.observer.on_trial_started(request.trial, request.attempt)
+        self.observer.handle_report(request.trial, report)
+        self.observer.on_trial_exit(request.trial, request.attempt, 0, None)
+
+    async def cancel(self, trial: str, attempt: int) -> None:
+        return None
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _deep_size(root: Any) -> int:
+    """Bytes of every object reachable from ``root`` (types, modules and functions excluded)."""
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def _memory_child(trials: int, out: Any) -> None:
+    """Runs in a fresh process so that its RSS growth is the loop's alone."""
+
+    async def go() -> tuple[float, float, float, int]:
+        store = MemoryCheckpointStore()
+        loop = SearchLoop(_search("mem", trials, 1000), _Instant(), store=store)
+        gc.collect()
+        before = _rss()
+        start = time.perf_counter()
+        await loop.start()
+        await loop.done
+        seconds = time.perf_counter() - start
+        gc.collect()
+        grown = (_rss() - before) / 2**20
+        ledger = _deep_size(loop.ledger) / 2**20
+        return grown, ledger, seconds, len(store.blobs["bench.mem"])
+
+    out.put(asyncio.run(go()))
+
+
+def bench_memory(trials: int) -> tuple[float, float, float, int]:
+    """(RSS growth MiB, ledger MiB, seconds, checkpoint bytes) after ``trials`` finished."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(trials, out))
+    proc.start()
+    try:
+        return out.get(timeout=3600)
+    finally:
+        proc.join(timeout=10)
 
 
 def run(quick: bool) -> str:
     total, conc = (3000, 32) if quick else (20000, 64)
-    in_flight, lat_total = (1000, 2500) if quick else (1000, 6000)
+    in_flight, lat_total = (1000, 2000) if quick else (1000, 4000)
     mem_trials = 10_000 if quick else 100_000
     rate, codes = asyncio.run(bench_reports(total, conc))
     latencies, trials_per_s = asyncio.run(bench_latency(in_flight, lat_total))
-    mem_mb, mem_seconds, ckpt = asyncio.run(bench_memory(mem_trials))
+    rss_mb, ledger_mb, mem_seconds, ckpt = bench_memory(mem_trials)
     ms = [x * 1000 for x in latencies]
     rows = [
         ["status API reports/s (loopback, separate client process)", f"{rate:,.0f}",
          f"{total} POSTs, {conc} connections, codes {codes}"],
         ["final report -> next launch p50", f"{statistics.median(ms):.1f} ms",
-         f"{in_flight} trials in flight, {len(ms)} slot refills"],
+         f"{in_flight} trials in flight ({TRIAL_SECONDS[0]:g}-{TRIAL_SECONDS[1]:g} s each), "
+         f"{len(ms)} slot refills"],
         ["final report -> next launch p99", f"{_percentile(ms, 0.99):.1f} ms",
          f"{trials_per_s:,.0f} trials/s through the loop"],
-        [f"loop memory at {mem_trials:,} finished trials", f"{mem_mb:.1f} MiB",
-         f"tracemalloc; search took {mem_seconds:.1f} s"],
+        [f"loop process RSS growth at {mem_trials:,} finished trials", f"{rss_mb:.1f} MiB",
+         f"fresh process; {mem_seconds:.1f} s, {mem_trials / mem_seconds:,.0f} trials/s"],
+        [f"ledger size at {mem_trials:,} finished trials", f"{ledger_mb:.1f} MiB",
+         "every object reachable from the ledger"],
         [f"checkpoint size at {mem_trials:,} finished trials", f"{ckpt / 2**20:.2f} MiB",
          "ledger JSON + strategy state"],
     ]

@@ -230,7 +230,8 @@ class SearchLoop:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
-        self.done: asyncio.Future[NASSearchStatus] = asyncio.get_event_loop().create_future()
+        self.done: asyncio.Future[NASSearchStatus] = asyncio.get_running_loop().create_future()
+        """Resolves with the final status once the search succeeded or failed."""
 
     # ================================================================ public API
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -258,8 +259,7 @@ class SearchLoop:
         if restored:
             await self._adopt_all()
         if self.spec.suspend:
-            self._set_phase("Suspended", "Suspended", "spec.suspend is true")
-            self.running_since = None
+            await self._suspend()  # stops attempts adopted above, if any
         else:
             if self.running_since is None:
                 self.running_since = now
@@ -292,6 +292,12 @@ class SearchLoop:
             await self._checkpoint()
         for fut in list(self._background):
             fut.cancel()
+
+    async def delete(self) -> None:
+        """The NASSearch is gone: cancel its trials and drop its checkpoint."""
+        await self.stop(cancel_trials=True)
+        if self.store is not None:
+            await self.store.delete(self.checkpoint_key)
 
     def handle_report(self, trial: str, report: Report) -> ReportResult:
         """Apply one trainer report (idempotent); never raises on bad input."""
@@ -336,7 +342,7 @@ class SearchLoop:
 
     def on_trial_started(self, trial: str, attempt: int) -> bool:
         """The attempt's pod/process started (stale or unknown: ignored, returns False)."""
-        rec = self._current(trial, attempt)
+        rec = None if self._stopped else self._current(trial, attempt)
         if rec is None or not self.ledger.mark_running(rec):
             return False
         self._emit("TrialStarted", f"trial {trial} attempt {attempt} is running", trial)
@@ -348,7 +354,7 @@ class SearchLoop:
     ) -> ReportResult | None:
         """The attempt's process ended. Without a final HTTP report, its termination message
         (a ``Report`` as JSON) stands in; otherwise the attempt failed. Stale: ignored (None)."""
-        rec = self._current(trial, attempt)
+        rec = None if self._stopped else self._current(trial, attempt)
         if rec is None:
             return None
         result = None
@@ -374,7 +380,7 @@ class SearchLoop:
 
     def on_trial_lost(self, trial: str, attempt: int, reason: str) -> bool:
         """The attempt vanished (pod deleted, node lost): a failed attempt."""
-        rec = self._current(trial, attempt)
+        rec = None if self._stopped else self._current(trial, attempt)
         if rec is None:
             return False
         self._attempt_failed(rec, f"lost: {reason}")
@@ -393,7 +399,8 @@ class SearchLoop:
             ])
         old = self.spec
         self.spec = spec
-        self.generation = generation
+        if generation is not None:
+            self.generation = generation
         if self.phase in ("Succeeded", "Failed"):
             return
         if spec.budget.deadline != old.budget.deadline:
@@ -849,11 +856,12 @@ class SearchLoop:
         self._resolve_done()
 
     async def _cancel_everything(self, reason: str, message: str) -> None:
+        live = [(t, t.attempt, t.state) for t in self.ledger.iter_live() if not t.state.terminal]
+        await asyncio.gather(*(self._cancel_quietly(t.name, a) for t, a, st in live if st.active))
         now = time.time()
-        live = [t for t in self.ledger.iter_live() if not t.state.terminal]
-        active = [t for t in live if t.state.active]
-        await asyncio.gather(*(self._cancel_quietly(t.name, t.attempt) for t in active))
-        for t in live:
+        for t, _, _ in live:
+            if t.state.terminal:
+                continue  # it ended while the cancellations were in flight
             self._clear_watchdog(t.name)
             if t.state.active:
                 self._observe_duration(t, now)
@@ -873,9 +881,11 @@ class SearchLoop:
     # ================================================================ suspend, deadline, watchdog
     async def _suspend(self) -> None:
         async with self._launch_lock:
-            active = [t for t in self.ledger.iter_live() if t.state.active]
-            await asyncio.gather(*(self._cancel_quietly(t.name, t.attempt) for t in active))
-            for t in active:
+            active = [(t, t.attempt) for t in self.ledger.iter_live() if t.state.active]
+            await asyncio.gather(*(self._cancel_quietly(t.name, a) for t, a in active))
+            # a trial may have finished while its cancellation was in flight: leave it be
+            active = [(t, a) for t, a in active if self._current(t.name, a) is t]
+            for t, _ in active:
                 self._clear_watchdog(t.name)
                 self.ledger.requeue(t)
                 self._emit("TrialRequeued", f"trial {t.name} stopped by suspend; it resumes as "
