@@ -1,12 +1,14 @@
 """ENAS-micro search cost: seconds per search epoch and per shared-weight (omega) step.
 
-One ENAS epoch on CIFAR-10-shaped synthetic data (3x32x32, 10 classes, a small
+ENAS epochs on CIFAR-10-shaped synthetic data (3x32x32, 10 classes, a small
 subset): omega steps with a freshly sampled child each, then controller
-updates scoring children on validation minibatches. The default size follows
-the reference micro search (5 nodes, 2 cells per stage, 20 filters, 30 x 10
-controller samples per epoch) on fewer images; ``--quick`` shrinks everything.
-The device is picked automatically (CUDA when present). The first epoch
-includes warm-up (allocator, cuDNN autotuning), so two epochs are timed.
+updates scoring children on validation minibatches. The default uses the
+reference micro search's shapes (5 nodes, 2 cells per stage, 20 filters,
+batch 160, 10 children per controller step) on 640 images, and projects a full
+CIFAR-10 search epoch from the per-step costs (45,000 / 160 = 281 omega steps
+and 30 controller steps, PAPERS.md §7); ``--quick`` shrinks everything. The
+device is picked automatically (CUDA when present). The first epoch includes
+warm-up (allocator, cuDNN autotuning), so two epochs are timed.
 
     python -m bench.bench_enas [--quick] [--device cpu|cuda] [--amp bf16]
 """
@@ -26,21 +28,27 @@ from nas_trainer.loop import TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import setup_runtime
 
+CIFAR_OMEGA_STEPS = 45_000 // 160
+"""Omega steps of one reference micro search epoch: 45k training images, batch 160."""
+CIFAR_CONTROLLER_STEPS = 30
+"""Controller steps of one reference micro search epoch (30 x 10 children)."""
+
 
 def trial(quick: bool, device: str, amp: str) -> TrialDocument:
     """An ENAS-micro search trial on synthetic CIFAR-shaped data."""
+    batch = 32 if quick else 160
     return TrialDocument.model_validate({
         "search": "bench", "trial": "bench-enas", "seed": 0, "mode": "enas",
         "spaceType": "enas-micro", "spaceOptions": {"nodes": 2 if quick else 5},
-        "dataset": {"name": "synthetic", "maxTrainExamples": 256 if quick else 2048,
-                    "validationSize": 128 if quick else 512},
+        "dataset": {"name": "synthetic", "maxTrainExamples": 8 * batch if quick else 4 * batch,
+                    "validationSize": 2 * batch},
         "training": {
-            "epochs": 2, "batchSize": 32 if quick else 128, "learningRate": 0.05,
+            "epochs": 2, "batchSize": batch, "learningRate": 0.05,
             "schedule": "sgdr", "learningRateMin": 0.001, "device": device, "amp": amp,
             "model": {"filters": 8 if quick else 20, "cellsPerStage": 1 if quick else 2},
         },
-        "enas": {"controllerStepsPerEpoch": 3 if quick else 30,
-                 "controllerBatch": 5 if quick else 10, "deriveSamples": 5},
+        "enas": {"controllerStepsPerEpoch": 3, "controllerBatch": 5 if quick else 10,
+                 "deriveSamples": 5},
     })
 
 
@@ -78,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
           r["controller_seconds"], r["controller_seconds"] / e.controllerStepsPerEpoch,
           r["train_loss"]] for i, r in enumerate(rows)],
     ))
-
+    last = rows[-1]
+    projected = (CIFAR_OMEGA_STEPS * last["omega_seconds"] / steps
+                 + CIFAR_CONTROLLER_STEPS * last["controller_seconds"] / e.controllerStepsPerEpoch)
+    print(f"projected full CIFAR-10 search epoch at these shapes ({CIFAR_OMEGA_STEPS} omega steps + "
+          f"{CIFAR_CONTROLLER_STEPS} controller steps, from the last epoch): {projected:,.0f} s")
 
 if __name__ == "__main__":
     main()
