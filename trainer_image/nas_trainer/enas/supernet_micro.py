@@ -13,9 +13,9 @@ channels) followed by a *stride-1* cell running the reduction arc on
 ``[previous output, reduced output]``. The final model (``models.cells``) instead
 applies stride-2 operations to the cell inputs; the architecture is the same.
 
-Cell inputs are calibrated to the cell's width as the reference code does: a
-factorized reduction when the older input is twice the size, a ReLU-1x1-BN when
-only the channels differ, nothing otherwise. The cell output concatenates the
+Cell inputs are calibrated to the cell's width (as we recall the reference code
+doing, [?]): a factorized reduction when the older input is twice the size, a
+ReLU-1x1-BN when only the channels differ, nothing otherwise. The cell output concatenates the
 loose ends; since their number varies per child, each state owns a block of the
 output 1x1 conv (ReLU -> 1x1 -> BN over the concatenation = a sum of per-state
 1x1 convs), which keeps every cell C channels wide whatever the child.
