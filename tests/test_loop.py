@@ -368,3 +368,25 @@ async def test_final_report_without_the_objective_metric_fails_the_trial():
     assert status.phase == "Failed" and status.reason == "NoSuccessfulTrial"
     assert "val_accuracy" in h.reasons("TrialFailed")[0].message
     assert sorted(h.strategy.failures) == [0, 1]
+
+
+async def test_goal_can_change_live():
+    search = make_search(budget={"maxTrials": 20, "parallelism": 2})
+
+    def behave(req):
+        if req.trial in ("s-t0000", "s-t0001"):
+            return SimulatedOutcome(metrics=[{"val_accuracy": 0.8}])
+        return SimulatedOutcome(hang=True)
+
+    h = Harness(search, behave)
+    await h.loop.start()
+    try:
+        await wait_until(lambda: h.loop.status().trials.succeeded == 2)
+        assert h.loop.phase == "Running"
+        lower = search.spec.model_copy(deep=True)
+        lower.objective.goal = 0.5
+        await h.loop.update_spec(lower, generation=2)
+        status = await asyncio.wait_for(asyncio.shield(h.loop.done), 5)
+    finally:
+        await h.close()
+    assert status.reason == "GoalReached" and status.trials.total < 20

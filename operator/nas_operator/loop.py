@@ -55,6 +55,7 @@ from nas_operator.ledger import (
     MAX_EPOCHS_KEPT,
     FinishedTrial,
     Ledger,
+    Ranked,
     Trial,
     TrialState,
     report_digest,
@@ -83,6 +84,13 @@ MAX_METRIC_NAME = 128
 WATCHDOG_GRACE = 30.0
 """Seconds past ``activeDeadlineSeconds`` before the loop itself ends a silent attempt."""
 IMMUTABLE = ("searchSpace", "strategy", "objective")
+"""What a running search cannot change (``objective.goal`` excepted: it is a stopping rule)."""
+
+
+def _immutable_parts(spec: NASSearchSpec) -> dict[str, Any]:
+    parts = {k: getattr(spec, k).model_dump(mode="json") for k in IMMUTABLE}
+    parts["objective"].pop("goal", None)
+    return parts
 
 
 class ReportOutcome(StrEnum):
@@ -149,8 +157,7 @@ def make_strategy_for(spec: NASSearchSpec, space: SearchSpace) -> Strategy:
 
 
 def _fingerprint(spec: NASSearchSpec) -> str:
-    parts = {k: getattr(spec, k).model_dump(mode="json") for k in IMMUTABLE}
-    text = json.dumps(parts, sort_keys=True)
+    text = json.dumps(_immutable_parts(spec), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -230,6 +237,7 @@ class SearchLoop:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
+        self._best_cache: tuple[str, dict[str, Any] | None] | None = None
         self.done: asyncio.Future[NASSearchStatus] = asyncio.get_running_loop().create_future()
         """Resolves with the final status once the search succeeded or failed."""
 
@@ -391,7 +399,8 @@ class SearchLoop:
 
         ``searchSpace``, ``strategy`` and ``objective`` cannot change (SpecError, nothing changes).
         """
-        changed = [k for k in IMMUTABLE if getattr(spec, k) != getattr(self.spec, k)]
+        new, current = _immutable_parts(spec), _immutable_parts(self.spec)
+        changed = [k for k in IMMUTABLE if new[k] != current[k]]
         if changed:
             raise SpecError([
                 f"spec.{k}: cannot change after the search started; create a new NASSearch"
@@ -405,6 +414,10 @@ class SearchLoop:
             return
         if spec.budget.deadline != old.budget.deadline:
             self._schedule_deadline()
+        goal, best = spec.effective_objective().goal, self.ledger.best
+        if goal is not None and best is not None and best.reward >= goal and self._stopping is None:
+            self._stopping = ("Succeeded", "GoalReached", f"trial {best.name} already meets the "
+                              f"new goal: reward {best.reward:.6g} >= {goal}")
         if spec.suspend and not old.suspend:
             await self._suspend()
         elif old.suspend and not spec.suspend:
@@ -431,7 +444,7 @@ class SearchLoop:
                 running=states["running"], succeeded=counts["succeeded"], failed=counts["failed"],
                 cancelled=counts["cancelled"], retried=counts["retried"],
             ),  # fmt: skip
-            best=best.result(self._genotype(best.tokens)) if best else None,
+            best=best.result(self._best_genotype(best)) if best else None,
             topK=[r.result() for r in self.ledger.topk],
             finalTraining=[r.result(self._genotype(r.tokens)) for r in self.ledger.final_results],
             controller=self.controller.model_copy(),
@@ -1119,6 +1132,12 @@ class SearchLoop:
         fut = asyncio.ensure_future(coro)
         self._background.add(fut)
         fut.add_done_callback(self._background.discard)
+
+    def _best_genotype(self, best: Ranked) -> dict[str, Any] | None:
+        """Genotype of the best trial, derived once per new best (status() is called often)."""
+        if self._best_cache is None or self._best_cache[0] != best.name:
+            self._best_cache = (best.name, self._genotype(best.tokens))
+        return self._best_cache[1]
 
     def _trial_genotype(self, trial: Trial) -> dict[str, Any]:
         if trial.genotype is None:
