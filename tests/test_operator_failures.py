@@ -13,13 +13,15 @@ from test_operator_support import (
     FakeCluster,
     Gate,
     OperatorBed,
+    crd_test_bed,
     document_of,
     final_report,
     search_manifest,
     wait_for,
 )
 
-pytest_plugins = ["kube_fixtures"]
+kube = crd_test_bed()
+
 
 NO_GPU = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
 

@@ -10,12 +10,13 @@ from test_operator_support import (
     FakeCluster,
     Gate,
     OperatorBed,
+    crd_test_bed,
     final_report,
     search_manifest,
     wait_for,
 )
 
-pytest_plugins = ["kube_fixtures"]
+kube = crd_test_bed()
 
 
 def held_trainer(gate: Gate, kube: KubeTestBed) -> Any:

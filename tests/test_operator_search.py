@@ -10,13 +10,15 @@ from kube_emulator import EVENTS, NASSEARCHES, SECRETS, KubeTestBed
 from test_operator_support import (
     FakeCluster,
     OperatorBed,
+    crd_test_bed,
     env_of,
     final_report,
     search_manifest,
     wait_for,
 )
 
-pytest_plugins = ["kube_fixtures"]
+kube = crd_test_bed()
+
 
 GPU_TRIAL = {
     "training": {"epochs": 2},

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest_asyncio
 from kube_emulator import (
     JOBS,
     NASSEARCHES,
@@ -31,7 +32,10 @@ from kube_emulator import (
     SECRETS,
     KubeTestBed,
     RunningOperator,
+    load_crd_manifests,
+    start_test_bed,
 )
+from test_crds import CRDS, errors_of
 
 from nas_operator.kube.api import KubeApi
 from nas_operator.kube.config import OperatorConfig
@@ -40,6 +44,27 @@ from nas_operator.kube.runtime import OperatorRuntime, operator_settings
 from nas_operator.status_api import StatusServer, create_app
 
 T = TypeVar("T")
+
+
+def crd_test_bed() -> Any:
+    """A ``kube`` fixture whose emulator serves the generated CRDs (so it prunes what their
+    schemas lack). Operator test modules bind it with ``kube = crd_test_bed()``."""
+
+    @pytest_asyncio.fixture
+    async def kube() -> AsyncIterator[KubeTestBed]:
+        async with start_test_bed(crds=load_crd_manifests(CRDS)) as bed:
+            yield bed
+
+    return kube
+
+
+def _without_nulls(value: Any) -> Any:
+    """A merge patch's result as stored: null means 'remove'."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 Script = Callable[["FakeCluster", dict[str, Any]], Awaitable[None]]
 
 
@@ -301,6 +326,7 @@ class OperatorBed:
     async def running(self) -> AsyncIterator[OperatorRuntime]:
         """One operator process's lifetime: status API + kopf; restartable (a new runtime)."""
         api = KubeApi.from_connection_info(self.kube.connection_info())
+        self._record(api)
         runtime = OperatorRuntime(self.config, api)
         server = StatusServer(create_app(runtime.searches, runtime.metrics), port=self.port)
         runtime.report_url_base = await server.start()
@@ -315,6 +341,36 @@ class OperatorBed:
         finally:
             await server.stop()
             await api.close()
+        self.check_writes()
+
+    def _record(self, api: KubeApi) -> None:
+        """Keep every NASSearch/NASTrial write the operator makes, to check it against the CRD."""
+        self.writes: list[tuple[str, str | None, Any]] = getattr(self, "writes", [])
+        patch, create = api.patch, api.create
+
+        async def recording_patch(resource: Any, namespace: Any, name: str, body: Any,
+                                  **kw: Any) -> Any:
+            if resource.group == "kubenas.dev":
+                self.writes.append((resource.plural, kw.get("subresource"), body))
+            return await patch(resource, namespace, name, body, **kw)
+
+        async def recording_create(resource: Any, namespace: Any, body: Any) -> Any:
+            if resource.group == "kubenas.dev":
+                self.writes.append((resource.plural, "create", body))
+            return await create(resource, namespace, body)
+
+        api.patch, api.create = recording_patch, recording_create  # type: ignore[method-assign]
+
+    def check_writes(self) -> None:
+        """Every status (and NASTrial) the operator wrote validates against the CRD schema."""
+        problems = []
+        for plural, sub, body in self.writes:
+            kind = "NASSearch" if plural == "nassearches" else "NASTrial"
+            if sub == "status":
+                problems += errors_of(kind, _without_nulls(body["status"]), "status")
+            elif sub == "create":
+                problems += errors_of(kind, body)
+        assert not problems, f"the operator wrote what its CRDs reject: {problems[:10]}"
 
     async def search(self, name: str) -> dict[str, Any] | None:
         return await self.kube.read(NASSEARCHES, name)
