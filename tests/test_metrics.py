@@ -81,7 +81,7 @@ async def test_a_search_exports_every_family_with_the_right_labels():
     assert reward_count.value == 4
     assert {s.labels["result"] for s in got["kubenas_status_api_reports_total"]} == {
         "accepted", "duplicate", "bad_request", "unauthorized", "forbidden", "not_found",
-        "conflict"}
+        "conflict", "unavailable"}
     phases = {s.labels["phase"]: s.value for s in got["kubenas_searches"]}
     assert phases["Succeeded"] == 1 and phases["Running"] == 0
     [info] = got["kubenas_build_info"]

@@ -140,6 +140,28 @@ async def test_health_readiness_and_metrics(served):
     assert 'kubenas_trials_total{namespace="ns",outcome="succeeded",search="s"} 1.0' in text
 
 
+async def test_a_search_still_loading_answers_503_then_404():
+    loading = {("ns", "later")}
+    metrics = OperatorMetrics(process_collectors=False)
+    server = StatusServer(create_app(SearchRegistry(), metrics,
+                                     starting=lambda ns, name: (ns, name) in loading))
+    await server.start()
+    url = f"{server.url}/v1/namespaces/ns/searches/later/trials/later-t0000/reports"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json=epoch(0, trial="later-t0000"),
+                                    headers={"Authorization": "Bearer x"}) as r:
+                assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
+            loading.clear()
+            async with session.post(url, json=epoch(0, trial="later-t0000"),
+                                    headers={"Authorization": "Bearer x"}) as r:
+                assert r.status == 404
+    finally:
+        await server.stop()
+    assert metrics.registry.get_sample_value("kubenas_status_api_reports_total",
+                                             {"result": "unavailable"}) == 1
+
+
 async def test_not_ready_answers_503():
     server = StatusServer(create_app(SearchRegistry(), ready=lambda: False))
     await server.start()

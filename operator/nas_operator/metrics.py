@@ -41,7 +41,9 @@ except ImportError:  # pragma: no cover
 TRIAL_OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
 REPORT_RESULTS = (
     "accepted", "duplicate", "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
+    "unavailable",
 )  # fmt: skip
+"""``unavailable``: a 503 for a search still loading after a restart (the trainer retries)."""
 SEARCH_PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 REWARD_BUCKETS = tuple(round(0.05 * i, 2) for i in range(0, 21)) + (float("inf"),)
 """Rewards of the papers' transforms lie in [0, 1] (cube of an accuracy, 80/ppl^2 for ppl > 9)."""

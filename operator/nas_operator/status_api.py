@@ -11,7 +11,9 @@ report is applied without locks or threads.
 * 400 malformed JSON, a body that is not a ``Report``, over ``max_body`` bytes,
   or non-finite metrics, with a message naming the field;
 * 401 no bearer token; 403 a token that is not this trial's;
-* 404 unknown search or trial; 409 the trial or attempt already ended.
+* 404 unknown search or trial; 409 the trial or attempt already ended;
+* 503 (with Retry-After) for a search this process is still loading, e.g. right after
+  an operator restart (``starting``): the trainer retries instead of giving up.
 
 Bad input never produces a 5xx and never changes a search.
 """
@@ -93,8 +95,14 @@ def create_app(
     *,
     max_body: int = MAX_BODY,
     ready: Callable[[], bool] | None = None,
+    starting: Callable[[str, str], bool] | None = None,
 ) -> web.Application:
-    """The aiohttp application (reports, /metrics, /healthz, /readyz)."""
+    """The aiohttp application (reports, /metrics, /healthz, /readyz).
+
+    ``starting(namespace, search)`` says whether a search not served yet may still
+    appear (its operator is starting it): its reports get 503, which trainers retry,
+    instead of a final 404.
+    """
 
     def count(result: str) -> None:
         if metrics is not None:
@@ -110,6 +118,10 @@ def create_app(
             return _answer(401, "unauthorized", "send 'Authorization: Bearer <trial token>'",
                            **{"WWW-Authenticate": 'Bearer realm="kubenas"'})
         loop = registry.get(ns, name)
+        if loop is None and starting is not None and starting(ns, name):
+            count("unavailable")
+            return _answer(503, "unavailable", f"search {ns}/{name} is starting; retry",
+                           **{"Retry-After": "2"})
         if loop is None:
             count("not_found")
             return _answer(404, "not_found", f"search {ns}/{name} is not served here")
