@@ -10,7 +10,7 @@ and 30 controller steps, PAPERS.md §7); ``--quick`` shrinks everything. The
 device is picked automatically (CUDA when present). The first epoch includes
 warm-up (allocator, cuDNN autotuning), so two epochs are timed.
 
-    python -m bench.bench_enas [--quick] [--device cpu|cuda] [--amp bf16]
+    python -m bench.bench_enas [--quick] [--device cpu|cuda] [--amp bf16] [--threads N]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CIFAR_CONTROLLER_STEPS = 30
 """Controller steps of one reference micro search epoch (30 x 10 children)."""
 
 
-def trial(quick: bool, device: str, amp: str) -> TrialDocument:
+def trial(quick: bool, device: str, amp: str, threads: int | None = None) -> TrialDocument:
     """An ENAS-micro search trial on synthetic CIFAR-shaped data."""
     batch = 32 if quick else 160
     return TrialDocument.model_validate({
@@ -45,6 +45,7 @@ def trial(quick: bool, device: str, amp: str) -> TrialDocument:
         "training": {
             "epochs": 2, "batchSize": batch, "learningRate": 0.05,
             "schedule": "sgdr", "learningRateMin": 0.001, "device": device, "amp": amp,
+            "threads": threads,
             "model": {"filters": 8 if quick else 20, "cellsPerStage": 1 if quick else 2},
         },
         "enas": {"controllerStepsPerEpoch": 3, "controllerBatch": 5 if quick else 10,
@@ -70,15 +71,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds on a laptop CPU)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="CUDA only")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 avoids oversubscription on a busy machine)")
     args = parser.parse_args(argv)
-    doc = trial(args.quick, args.device, args.amp)
+    doc = trial(args.quick, args.device, args.amp, args.threads)
     rows, device, steps = measure(doc)
     t, e = doc.training, doc.enas
     assert e is not None
     print(f"ENAS micro search epoch on {device}: {len(rows)} epochs of {steps} omega steps "
           f"(batch {t.batchSize}, {t.model.filters} filters, {t.model.cellsPerStage} cells/stage, "
           f"{doc.spaceOptions['nodes']} nodes) + {e.controllerStepsPerEpoch} x {e.controllerBatch} "
-          f"controller samples; synthetic 3x32x32; torch {torch.__version__}")
+          f"controller samples; synthetic 3x32x32; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
     print(format_table(
         ["epoch", "s/epoch", "omega s", "s/omega step", "controller s", "s/controller step",
          "train loss"],
