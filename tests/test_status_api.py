@@ -199,7 +199,7 @@ bodies = (
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture],
           deadline=None)
 @given(body=bodies, auth=st.sampled_from(["valid", "other", "none", "garbage"]),
        trial=st.sampled_from(["s-t0000", "s-t0001", "s-t0005", "zz"]))

@@ -13,8 +13,12 @@ Pure asyncio; no Kubernetes. The operator and ``kubenas run`` both drive it:
 * read ``status()``, ``trial_view(name)``; ``subscribe`` to ``LoopEvent`` s
   (progress bars, Kubernetes Events, NASTrial writes);
 * ``await loop.done`` (the final ``NASSearchStatus``), or ``await loop.stop()``
-  (shutdown: trials keep running and are adopted by the next loop) or
-  ``await loop.stop(cancel_trials=True)`` (deletion).
+  (shutdown: trials keep running and are adopted by the next loop), or
+  ``await loop.delete()`` (cancel every trial, drop the checkpoint).
+
+Construct it inside a running event loop; the per-search ``key`` signs the trial
+tokens, so a driver that restarts must pass the same key again (keep it in a
+Secret or the output folder).
 
 Inputs are synchronous ledger updates that wake one worker task; only that
 task touches the strategy (``ask``/``tell`` run in a thread so the event loop
