@@ -12,14 +12,13 @@ proposal adds its tokens and extras, so "spare" is the room left for them.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
 
 import torch
 
-from bench.table import format_table
+from bench.table import bench_main, format_table
 from controller_policy.spaces import make_space
 from controller_policy.strategies import make_strategy
 
@@ -112,10 +111,7 @@ def run(quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.quick))
+    bench_main(run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ cells per stage, F=16; language: batch 32 x 35 steps, hidden 64, vocab 1000).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
-from bench.table import format_table
+from bench.table import bench_main, format_table
 from controller_policy.spaces import make_space
 from nas_trainer.contract import ModelSpec
 from nas_trainer.models import build_model
@@ -74,10 +73,7 @@ def run(quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.quick))
+    bench_main(run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Callable, Sequence
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -22,3 +23,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def bench_main(run: Callable[[bool], str], description: str) -> None:
+    """Command line of a bench module: ``python -m bench.<name> [--quick]`` prints ``run``'s tables."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    args = parser.parse_args()
+    print(run(args.quick))

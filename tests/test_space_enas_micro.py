@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from controller_policy.spaces import SPACES, Choice, InvalidArchitecture
-from controller_policy.spaces.enas_micro import EnasMicroSpace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from controller_policy.spaces import SPACES, Choice, InvalidArchitecture
+from controller_policy.spaces.enas_micro import EnasMicroSpace
 
 ENAS_ARC = [
     int(t)

@@ -6,11 +6,12 @@ import copy
 import json
 
 import pytest
-from controller_policy.spaces import SPACES, Choice, InvalidArchitecture
-from controller_policy.spaces.nasnet import NASNET_OPERATIONS, NasnetSpace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from controller_policy.spaces import SPACES, Choice, InvalidArchitecture
+from controller_policy.spaces.nasnet import NASNET_OPERATIONS, NasnetSpace
 
 NASNET_A_NORMAL = "1,0,11,10,0|0,0,11,10,0|1,0,4,0,0|0,0,4,4,0|1,1,10,0,0"
 NASNET_A_REDUCTION = "1,0,11,12,0|1,0,5,12,0|1,0,4,11,0|3,2,0,4,0|2,1,10,5,0"

@@ -161,7 +161,7 @@ class SearchSpace(ABC):
         self.check_semantics(out)
         return out
 
-    def check_semantics(self, tokens: list[int]) -> None:
+    def check_semantics(self, tokens: list[int]) -> None:  # noqa: B027 - optional hook
         """Extra rules beyond per-position ranges (none by default). Raise ``InvalidArchitecture``."""
 
     # --- encoding ---------------------------------------------------------------

@@ -68,4 +68,4 @@ def build_model(
 
 
 def _load_all() -> None:
-    from nas_trainer.models import cnn_zoph_le, enas_macro, cells, recurrent  # noqa: F401
+    from nas_trainer.models import cells, cnn_zoph_le, enas_macro, recurrent  # noqa: F401

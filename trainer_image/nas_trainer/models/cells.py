@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from controller_policy.spaces.enas_micro import EnasMicroSpace
-from controller_policy.spaces.nasnet import CellLayout, NasnetSpace, TwoCellSpace
 from torch import nn
 
+from controller_policy.spaces.enas_micro import EnasMicroSpace
+from controller_policy.spaces.nasnet import CellLayout, NasnetSpace, TwoCellSpace
 from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 from nas_trainer.models.ops import IMAGE_OPS, FactorizedReduce, ReLUConvBN, drop_path
