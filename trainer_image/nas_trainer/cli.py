@@ -114,13 +114,9 @@ def run_trial(ctx: TrialContext) -> TrainResult:
     """Dispatch on ``mode``."""
     doc = ctx.doc
     if doc.mode == "enas":
-        try:
-            from nas_trainer.train_enas import run_enas  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ConfigError(
-                "mode 'enas' is not available in this trainer build (nas_trainer.train_enas missing)"
-            ) from exc
-        return run_enas(ctx)  # type: ignore[no-any-return]
+        from nas_trainer.train_enas import run_enas
+
+        return run_enas(ctx)
     from nas_trainer.child import build_child
     from nas_trainer.train_image import train_image
     from nas_trainer.train_language import train_language

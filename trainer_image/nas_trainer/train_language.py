@@ -22,7 +22,7 @@ from nas_trainer.contract import TrainingSpec
 from nas_trainer.datasets import TextData
 from nas_trainer.loop import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
-from nas_trainer.runtime import Runtime, eval_mode
+from nas_trainer.runtime import ConfigError, Runtime, eval_mode
 
 log = logging.getLogger("nas_trainer")
 
@@ -39,9 +39,9 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     """1-D ids -> [batch_size, T] streams (tail dropped), each row a contiguous text stretch."""
     n = ids.numel() // batch_size
     if n < 2:
-        raise TrainingFailed(
+        raise ConfigError(
             f"{ids.numel()} tokens cannot fill {batch_size} streams of at least 2 tokens; "
-            "lower training.batchSize or use more text"
+            "lower training.batchSize or raise dataset.maxTrainExamples / dataset.validationSize"
         )
     return ids[: n * batch_size].view(batch_size, n).contiguous()
 
