@@ -68,6 +68,7 @@ def fake_trainer() -> int:
     epochs = int(doc["training"]["epochs"])
     progress_file = os.path.join(doc["checkpointDir"], "progress.json")
     done = json.loads(open(progress_file).read())["epochs"] if os.path.exists(progress_file) else []
+    print(f"fake trainer: {trial} attempt {attempt} starts at epoch {len(done)}", flush=True)
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     while len(done) < epochs:

@@ -146,13 +146,18 @@ class Processes:
                     os.killpg(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def processes() -> Iterator[Processes]:
+def guarded_processes() -> Iterator[Processes]:
+    """Body of each test file's ``processes`` fixture."""
     procs = Processes()
     try:
         yield procs
     finally:
         procs.cleanup()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    yield from guarded_processes()
 
 
 # --- the end-to-end test --------------------------------------------------------------------

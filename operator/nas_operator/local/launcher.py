@@ -220,6 +220,17 @@ class LocalLauncher(Launcher):
         """Second Ctrl-C: skip the grace period of every stop from now on."""
         self.grace_seconds = 0.0
 
+    async def drain(self, timeout: float) -> None:
+        """After the search ended: give trainers still exiting (they report before they exit)
+        ``timeout`` seconds, then stop the rest, so a finished run leaves no process behind."""
+        records = [r for r in self._attempts.values() if not r.done.is_set()]
+        for record in records:
+            record.stopping = True
+        end = time.monotonic() + timeout
+        for record in records:
+            if not await self._ended_within(record, max(0.0, end - time.monotonic())):
+                await self._terminate(record)
+
     async def close(self, *, terminate: bool = False) -> None:
         """Stop watching (trainers keep running for the next runner) or, with ``terminate``,
         stop every trainer first. Nothing is reported to the loop either way."""

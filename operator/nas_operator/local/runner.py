@@ -203,7 +203,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
             await asyncio.wait([loop.done, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if not loop.done.done():
-                await _stop_cleanly(loop, progress)
+                await _stop_cleanly(loop, registry, progress)
         progress.stop()
         status = loop.done.result() if loop.done.done() else None
         problems = await asyncio.to_thread(recorder.write_pictures)
@@ -221,15 +221,24 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
             progress.stop()
         if loop is not None and not loop.done.done():
             with contextlib.suppress(Exception):
-                await loop.stop()
+                await loop.stop()  # checkpoint; running trainers are adopted on --resume
+        elif loop is not None:
+            await launcher.drain(grace_seconds)
         await launcher.close()
         await server.stop()
 
 
-async def _stop_cleanly(loop: SearchLoop, progress: ProgressView) -> None:
-    """Suspend (trainers stop, checkpoint and are requeued), then checkpoint the loop."""
+async def _stop_cleanly(loop: SearchLoop, registry: SearchRegistry,
+                        progress: ProgressView) -> None:
+    """Suspend (trainers stop, checkpoint and are requeued), then checkpoint the loop.
+
+    The status API stops taking this search's reports first: a trainer answers SIGTERM with an
+    'interrupted' report, which the loop would count as a failed attempt if it arrived before
+    the suspend has requeued the attempt. The stopped attempts' work is in their checkpoints.
+    """
     progress.print("stopping: running trainers checkpoint and stop (Ctrl-C again to kill them "
                    "now)")
+    registry.remove(loop.namespace, loop.name)
     suspended = loop.spec.model_copy(deep=True)
     suspended.suspend = True
     await loop.update_spec(suspended, loop.generation)
