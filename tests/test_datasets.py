@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import io
 import pickle
+import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ import torch
 from nas_trainer.contract import DatasetSpec
 from nas_trainer.datasets import DatasetError, load_dataset
 from nas_trainer.datasets.augment import cutout, random_crop, random_flip
+from nas_trainer.datasets.download import safe_extract
 from nas_trainer.datasets.text import EOS, UNK
 
 
@@ -212,3 +217,46 @@ def test_cutout_zeroes_one_square_per_image() -> None:
     zeros = (out == 0).all(dim=1).sum(dim=(1, 2))
     assert ((zeros >= 4) & (zeros <= 16)).all()  # 4x4, or clipped at a border
     assert (zeros == 16).any()
+
+
+def test_cifar10_download_fetches_and_extracts_the_archive(
+    tmp_path: Path, cifar_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(cifar_dir, arcname="cifar-10-batches-py")
+    payload = archive.getvalue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("KUBENAS_CIFAR10_URL", f"http://127.0.0.1:{server.server_port}/c.tar.gz")
+        target = tmp_path / "fresh"
+        data = load_dataset(DatasetSpec(name="cifar10", path=str(target), download=True, validationSize=20))
+    finally:
+        server.shutdown()
+    assert (target / "cifar-10-batches-py" / "test_batch").is_file()
+    assert (len(data.train), len(data.test)) == (40, 10)
+
+
+def test_cifar10_archive_with_an_escaping_path_is_refused(tmp_path: Path) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("../evil")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    archive.seek(0)
+    with tarfile.open(fileobj=archive) as tar, pytest.raises(Exception, match="evil|outside"):
+        safe_extract(tar, tmp_path / "root")
+    assert not (tmp_path / "evil").exists()
