@@ -14,7 +14,6 @@ from typing import Any
 from nas_operator.ledger import Trial
 from nas_operator.local.genotype_graph import UnknownGenotype, genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
-from nas_operator.local.plots import RewardPoint, draw_architecture, draw_rewards
 from nas_operator.loop import LoopEvent, SearchLoop, rfc3339
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,9 @@ class TrialRecorder:
 
     def write_pictures(self) -> list[str]:
         """best.png and rewards.png from what the folder holds now; returns problems, if any."""
-        problems = []
+        from nas_operator.local.plots import RewardPoint, draw_architecture, draw_rewards
+
+        problems = []  # matplotlib is imported here, when drawing: not on every runner start
         best = self.write_best() or self.folder.read_best()
         if best is not None:
             title = (f"{best['search']}: best trial {best['trial']}, reward {best['reward']:.4g}")
