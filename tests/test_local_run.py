@@ -230,3 +230,39 @@ def test_local_search_runs_to_max_trials_with_real_trainers(tmp_path, processes,
     assert "Succeeded" in shown and "4/4 created: 4 succeeded" in shown
     assert best["trial"] in shown and re.search(r"reward \d", shown)
     assert "resume with" not in shown
+
+
+# --- the picture of the best architecture: one drawer for every space ------------------------
+SPACES = ["zoph-le-cnn", "zoph-le-rnn", "nasnet", "enas-macro", "enas-micro", "enas-rnn"]
+
+
+@pytest.mark.parametrize("space_type", SPACES)
+def test_every_space_genotype_becomes_a_drawable_dag(tmp_path, space_type):
+    from nas_operator.local.genotype_graph import genotype_graphs, genotype_summary
+    from nas_operator.local.plots import draw_architecture, layered_positions
+
+    space = space_class(space_type)({})
+    genotype = space.to_genotype(space.sample(7))
+    graphs = genotype_graphs(genotype)
+    ops_on_edges: list[str] = []
+    for graph in graphs:
+        ids = [n.id for n in graph.nodes]
+        assert len(ids) == len(set(ids))
+        pos = layered_positions(graph)
+        for e in graph.edges:  # every edge joins known nodes and runs left to right
+            assert e.src in ids and e.dst in ids and pos[e.src][0] < pos[e.dst][0], e
+            ops_on_edges.append(e.label)
+        for n in graph.nodes:  # inputs feed, outputs are fed, operations do both
+            fed = any(e.dst == n.id for e in graph.edges)
+            feeds = any(e.src == n.id for e in graph.edges)
+            assert fed == (n.kind != "input") and (feeds or n.kind == "output"), n
+    if space_type in ("nasnet", "enas-micro"):  # the cells' operations are on the edges
+        cells = [genotype[c].get("blocks", genotype[c].get("nodes")) for c in ("normal",
+                                                                             "reduction")]
+        expected = sorted(op for cell in cells for node in cell for op in node["ops"])
+        assert sorted(label for label in ops_on_edges if label != "concat") == expected
+    if space_type == "zoph-le-cnn":
+        assert sum(n.kind == "op" for n in graphs[0].nodes) == len(genotype["layers"])
+    assert genotype_summary(genotype)
+    draw_architecture(genotype, tmp_path / "best.png", space_type)
+    assert (tmp_path / "best.png").read_bytes().startswith(PNG_MAGIC)

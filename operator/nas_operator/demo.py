@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if best is not None and code in (0, 1):
         console.print()
         console.print("[bold]The best architecture found[/bold] (best.json, readable genotype):")
-        console.print_json(json.dumps(best["architecture"]["genotype"]))
+        console.print_json(json.dumps(best["architecture"]["genotype"]), indent=None)
         console.print(f"reward {best['reward']:.4g} from metrics "
                       + ", ".join(f"{k}={v:.4g}" for k, v in best["metrics"].items()
                                   if k in ("val_accuracy", "val_loss", "params")),
