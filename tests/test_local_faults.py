@@ -189,3 +189,25 @@ def test_a_trainer_that_cannot_start_fails_its_attempts_with_the_reason(tmp_path
     printed = capsys.readouterr().out
     assert "cannot start the trainer command" in printed and "no-such-trainer" in printed
     assert csv_rows(out)[0]["phase"] == "Failed"
+
+
+def test_a_run_folder_whose_checkpoint_does_not_fit_is_refused_and_left_untouched(
+        tmp_path, capsys):
+    search = write_yaml(tmp_path / "s.yaml", fake_search("kept", max_trials=1, parallel=1))
+    out = tmp_path / "run"
+    assert run_cli(str(search), "--out", str(out)) == 0
+    checkpoint = out / "checkpoint" / "search.ckpt"
+    original_yaml, original = (out / "search.yaml").read_text(), checkpoint.read_bytes()
+    capsys.readouterr()
+
+    (out / "search.yaml").write_text(original_yaml.replace("seed: 3", "seed: 4"))
+    assert cli.main(["run", "--resume", str(out), "--quiet"]) == 2
+    assert "different searchSpace, strategy or objective" in capsys.readouterr().out
+    assert checkpoint.read_bytes() == original
+
+    (out / "search.yaml").write_text(original_yaml)
+    checkpoint.write_bytes(original[:-7])
+    assert cli.main(["run", "--resume", str(out), "--quiet"]) == 2
+    assert "checksum mismatch" in capsys.readouterr().out
+    assert cli.main(["show", str(out)]) == 2
+    assert checkpoint.read_bytes() == original[:-7]

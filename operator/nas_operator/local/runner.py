@@ -175,6 +175,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
                              grace_seconds=grace_seconds)
     progress: ProgressView | None = None
     loop: SearchLoop | None = None
+    started = False
     try:
         try:
             key = folder.key()
@@ -198,6 +199,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
                 await loop.start()
             except (CheckpointError, SpecError) as exc:
                 raise RunError([f"{folder.checkpoint_dir}: cannot resume: {exc}"]) from None
+            started = True
             progress.start()
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait([loop.done, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -219,10 +221,10 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
     finally:
         if progress is not None:
             progress.stop()
-        if loop is not None and not loop.done.done():
+        if started and loop is not None and not loop.done.done():
             with contextlib.suppress(Exception):
                 await loop.stop()  # checkpoint; running trainers are adopted on --resume
-        elif loop is not None:
+        elif started:
             await launcher.drain(grace_seconds)
         await launcher.close()
         await server.stop()
