@@ -112,3 +112,13 @@ def test_operator_without_the_kube_module_says_so(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nas_operator.kube.main", None)
     assert cli.main(["operator"]) == 2
     assert "nas_operator.kube.main is missing" in capsys.readouterr().out
+
+
+def test_relative_paths_in_the_trainer_command_become_absolute(tmp_path, monkeypatch):
+    from nas_operator.local.runner import absolute_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trainer.py").write_text("")
+    assert absolute_command(["./venv/bin/python", "trainer.py", "-v", "python3"]) == [
+        str(tmp_path / "venv/bin/python"), str(tmp_path / "trainer.py"), "-v", "python3"]
+    assert absolute_command(["python3", "-m", "nas_trainer"]) == ["python3", "-m", "nas_trainer"]

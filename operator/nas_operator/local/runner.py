@@ -95,7 +95,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     if options.parallel is not None:
         settings.parallel = options.parallel
     if options.trainer_command is not None:
-        settings.trainer_command = list(options.trainer_command)
+        settings.trainer_command = absolute_command(options.trainer_command)
     if options.metrics_port is not None:
         settings.metrics_port = options.metrics_port
     if not resumed:
@@ -108,6 +108,17 @@ def prepare(options: RunOptions) -> PreparedRun:
         folder.save_settings(settings)
     apply_settings(search, settings)
     return PreparedRun(search, folder, settings, resumed)
+
+
+def absolute_command(words: list[str]) -> list[str]:
+    """Trainers run in their attempt folders (and a resume may start elsewhere): make relative
+    paths in the command absolute — the program if it has a '/', and arguments naming files."""
+    out = []
+    for i, word in enumerate(words):
+        path = Path(word)
+        relative = not path.is_absolute() and ("/" in word if i == 0 else path.exists())
+        out.append(str(path.resolve()) if relative else word)
+    return out
 
 
 def _load(path: Path) -> NASSearch:
