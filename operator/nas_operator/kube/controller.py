@@ -90,6 +90,8 @@ class SearchController:
         finally:
             self.starting = False
             reason = stopped.reason or kopf.DaemonStoppingReason.OPERATOR_EXITING
+            if reason & kopf.DaemonStoppingReason.OPERATOR_EXITING:
+                self.runtime.exiting = True  # trainers' reports: retry with the next operator
             await self._shutdown(deleted=bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED))
             if self.runtime.controllers.get(key) is self:
                 del self.runtime.controllers[key]

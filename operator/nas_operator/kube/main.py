@@ -60,7 +60,8 @@ async def run(
 
     ready = asyncio.Event()
     app = create_app(runtime.searches, runtime.metrics,
-                     ready=lambda: ready.is_set() and runtime.ready())
+                     ready=lambda: ready.is_set() and runtime.ready(),
+                     starting=runtime.search_starting)
     server = StatusServer(app, config.http_host, config.http_port)
     url = await server.start()
     if runtime.report_url_base is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import kopf
 
@@ -20,6 +21,9 @@ from nas_operator.kube.labels import FINALIZER, GROUP
 from nas_operator.kube.observe import JobTracker
 from nas_operator.metrics import OperatorMetrics
 from nas_operator.status_api import SearchRegistry
+
+STARTUP_GRACE = 30.0
+"""Seconds after start during which reports for a search not loaded yet get 503 (retry)."""
 
 
 def operator_settings(config: OperatorConfig | None = None) -> kopf.OperatorSettings:
@@ -48,12 +52,24 @@ class OperatorRuntime:
     events: EventRecorder = dataclasses.field(init=False)
     controllers: dict[tuple[str, str], object] = dataclasses.field(default_factory=dict)
     """Live ``SearchController`` s by (namespace, name)."""
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+    exiting: bool = False
+    """Set when the operator is shutting down: reports are retried against the next one."""
 
     def __post_init__(self) -> None:
         self.tracker = JobTracker(self.api)
         self.events = EventRecorder(self.api, self.config.pod_name)
         if self.report_url_base is None:
             self.report_url_base = self.config.report_url_base
+
+    def search_starting(self, namespace: str, name: str) -> bool:
+        """Whether a search without a loop may still get one (its reports should be retried)."""
+        if self.exiting:
+            return True
+        controller = self.controllers.get((namespace, name))
+        if controller is not None:
+            return bool(getattr(controller, "starting", False))
+        return time.monotonic() - self.started_at < STARTUP_GRACE
 
     def ready(self) -> bool:
         """Readiness: no search is still starting (reports for it would be refused)."""
