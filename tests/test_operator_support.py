@@ -46,6 +46,7 @@ from nas_operator.kube.runtime import OperatorRuntime, operator_settings
 from nas_operator.status_api import StatusServer, create_app
 
 T = TypeVar("T")
+ACTIVE_CLUSTERS: list[FakeCluster] = []
 OPERATOR_REQUESTS: set[tuple[str, str, str]] = set()
 """(verb, resource, user agent) of every API request an operator made in these tests; the
 RBAC test checks them against the chart's rules."""
@@ -160,6 +161,7 @@ class FakeCluster:
         self._thread = threading.Thread(target=self._main, name="fake cluster", daemon=True)
 
     async def __aenter__(self) -> FakeCluster:
+        ACTIVE_CLUSTERS.append(self)
         self._thread.start()
         await asyncio.to_thread(self._ready.wait, 10)
         return self
@@ -168,6 +170,7 @@ class FakeCluster:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         await asyncio.to_thread(self._thread.join, 10)
+        ACTIVE_CLUSTERS.remove(self)
         if self.errors and exc == (None, None, None):
             raise AssertionError(f"fake cluster scripts failed: {self.errors!r}")
 
@@ -323,6 +326,9 @@ async def wait_for(condition: Callable[[], Awaitable[Any]], timeout: float = 30.
     """Poll ``condition`` until truthy (a failed wait names what it waited for)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
+        failed = [e for cluster in ACTIVE_CLUSTERS for e in cluster.errors]
+        if failed:  # a fake trainer broke: say so now rather than time out later
+            raise AssertionError(f"fake cluster scripts failed: {failed!r}")
         result = await condition()
         if result:
             return result
