@@ -107,7 +107,8 @@ def test_ctrl_c_stops_cleanly_and_resume_continues_each_trial_from_its_checkpoin
     assert ledger.counts["search"]["retried"] == 0 and ledger.counts["search"]["failed"] == 0
 
     assert cli.main(["show", str(out)]) == 0
-    assert "resume with: kubenas run --resume" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "Stopped: interrupted" in shown and "resume with: kubenas run --resume" in shown
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -176,23 +177,27 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_local_search_runs_to_max_trials_with_real_trainers(tmp_path, processes, capsys):
+def test_local_search_runs_to_max_trials_with_real_trainers(tmp_path, capsys, processes):
     search = write_yaml(tmp_path / "search.yaml",
                         image_search("e2e", max_trials=4, parallel=2))
     out = tmp_path / "run"
+    processes.folders.append(out)  # trainers left by a failure are killed at teardown
     port = free_port()
-    proc = processes.start(["run", str(search), "--out", str(out), "--metrics-port", str(port)],
-                           out)
+    result: list[int] = []
+    runner = threading.Thread(target=lambda: result.append(cli.main([
+        "run", str(search), "--out", str(out), "--metrics-port", str(port), "--quiet"])))
+    runner.start()  # in this process (no second torch import); the test scrapes meanwhile
     accepted = succeeded = 0.0
-    while proc.poll() is None:  # scrape the live status API while trainers report to it
+    while runner.is_alive():  # the live status API, while real trainers report to it
         text = _scrape(port)
         accepted = max(accepted, _sample(text, "kubenas_status_api_reports_total",
                                          result="accepted"))
         succeeded = max(succeeded, _sample(text, "kubenas_trials_total", search="e2e",
                                            outcome="succeeded"))
         time.sleep(0.3)
-    output = proc.stdout.read() if proc.stdout else ""
-    assert proc.returncode == 0, output
+    runner.join()
+    output = capsys.readouterr().out
+    assert result == [0], output
     assert accepted >= 2 and succeeded >= 1, (accepted, succeeded, output)
 
     rows = csv_rows(out)

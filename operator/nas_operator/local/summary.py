@@ -77,9 +77,12 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     console.print(f"[bold]search {summary.search.metadata.name}[/bold]  ({spec.searchSpace.type}, "
                   f"strategy {spec.strategy.type}, reward {objective.reward} of "
                   f"{objective.metric})", highlight=False)
-    phase = summary.phase + (f": {summary.reason}" if summary.reason else "")
-    console.print(f"phase       {phase}", highlight=False)
-    if summary.message:
+    if summary.phase == "Suspended":  # kubenas run suspends only when stopped (Ctrl-C)
+        console.print("phase       Stopped: interrupted; resumable", highlight=False)
+    else:
+        phase = summary.phase + (f": {summary.reason}" if summary.reason else "")
+        console.print(f"phase       {phase}", highlight=False)
+    if summary.message and summary.phase != "Suspended":
         console.print(f"            {summary.message}", highlight=False, markup=False)
     c = summary.counts
     unit = "trial" if spec.strategy.type == "enas" else "trials"
