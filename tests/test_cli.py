@@ -3,6 +3,7 @@ touches anything, run folders are never overwritten, show and operator say what 
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
 
@@ -11,6 +12,7 @@ import yaml
 from test_local_run import REPO, image_search, write_yaml
 
 from nas_operator import cli
+from nas_operator.local.output import RunFolder
 
 DEMO = REPO / "examples" / "local-demo.yaml"
 
@@ -69,8 +71,9 @@ def test_run_refuses_an_invalid_search_before_creating_anything(tmp_path, capsys
 
 def test_run_never_overwrites_a_run_folder_and_resume_needs_one(tmp_path, capsys):
     out = tmp_path / "run"
-    out.mkdir()
+    (out / "checkpoint").mkdir(parents=True)
     (out / "search.yaml").write_text("kept")
+    (out / "checkpoint" / "search.ckpt").write_bytes(b"kept")
     search = write_yaml(tmp_path / "s.yaml", image_search("x", max_trials=1, parallel=1))
     assert cli.main(["run", str(search), "--out", str(out)]) == 2
     assert f"kubenas run --resume {out}" in capsys.readouterr().out
@@ -122,3 +125,16 @@ def test_relative_paths_in_the_trainer_command_become_absolute(tmp_path, monkeyp
     assert absolute_command(["./venv/bin/python", "trainer.py", "-v", "python3"]) == [
         str(tmp_path / "venv/bin/python"), str(tmp_path / "trainer.py"), "-v", "python3"]
     assert absolute_command(["python3", "-m", "nas_trainer"]) == ["python3", "-m", "nas_trainer"]
+
+
+def test_a_busy_metrics_port_is_named_and_the_folder_stays_usable(tmp_path, capsys):
+    search = write_yaml(tmp_path / "s.yaml", image_search("busy", max_trials=1, parallel=1))
+    out = tmp_path / "run"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["run", str(search), "--out", str(out), "--metrics-port",
+                         str(port)]) == 2
+    assert f"--metrics-port {port}: cannot listen" in capsys.readouterr().out
+    assert not RunFolder(out).started()  # nothing ran: the same command may simply be rerun

@@ -95,9 +95,13 @@ class RunFolder:
         return self.search_yaml.is_file()
 
     # --- creation and settings ---------------------------------------------------------------
+    def started(self) -> bool:
+        """Whether a search ever ran here (a folder whose runner failed to start did not)."""
+        return self.checkpoint_file.exists() or self.journal.exists()
+
     def create(self, search_text: str, settings: RunSettings) -> None:
-        """Start a new run folder; refuses one that already holds a search."""
-        if self.is_run() or self.checkpoint_file.exists():
+        """Start a new run folder; refuses one where a search has run."""
+        if self.started():
             raise RunFolderError(
                 f"{self.root} already holds a search; continue it with "
                 f"'kubenas run --resume {self.root}', or choose another --out"
