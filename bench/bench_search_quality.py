@@ -234,6 +234,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{table.trained_live} trained now; table accuracy: best {best.accuracy:.4f} "
           f"(tokens {best.tokens}), median {statistics.median(accs):.4f}, worst {min(accs):.4f}; "
           f"median {statistics.median(e.cpu_s for e in entries):.2f} CPU-s per training.")
+    built = table.data.get("built_with", {})
+    total_cpu = sum(e.cpu_s for e in entries) + sum(
+        r["cpu_s"] for by_seed in table.data["noise"].values() for r in by_seed.values())
+    print(f"Table build: {total_cpu / 60:.0f} CPU-minutes of training in all (with the seed-noise "
+          f"reruns), {table.data.get('build_wall_s', 0) / 60:.0f} min wall with {built.get('workers', '?')} "
+          f"worker processes on {built.get('cores', '?')} cores ({built.get('cpu', 'CPU unknown')}, "
+          f"torch {built.get('torch')}, commit {built.get('commit')}).")
     print(f"Budget {budget} trials, seeds 0..{seeds - 1}; reward (max val acc)^3. "
           f"Cache check: {check_n} entr{'y' if check_n == 1 else 'ies'} retrained now, "
           f"max |val acc difference| {worst:.6f} ({check_wall:.1f} s).\n")
