@@ -211,16 +211,27 @@ class SearchController:
 
     # -- stop --------------------------------------------------------------------------
     async def _shutdown(self, *, deleted: bool) -> None:
+        """Operator exit: checkpoint and flush (trials go on). Deletion: drop everything at
+        once, so kopf can release the finalizer in the same pass (children go by GC)."""
         loop, writer = self.loop, self.writer
         if loop is not None:
             self.runtime.searches.remove(self.namespace, self.name)
-            if deleted and self.store is not None:
+        if deleted:
+            if self.store is not None:
                 self.store.closed = True  # the owner is going: nothing to checkpoint
+            if self.tokens is not None:
+                self.tokens.abandon()
+            if writer is not None:
+                await writer.close(flush=False)
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    await loop.stop()
+            self.runtime.metrics.forget(self.namespace, self.name)
+            return
+        if loop is not None:
             with contextlib.suppress(Exception):
                 await loop.stop()
         if writer is not None:
-            await writer.close(flush=not deleted)
+            await writer.close(flush=True)
         if self.tokens is not None:
             await self.tokens.close()
-        if deleted:
-            self.runtime.metrics.forget(self.namespace, self.name)

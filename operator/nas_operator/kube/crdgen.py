@@ -197,6 +197,13 @@ def search_schema() -> dict[str, Any]:
                 "self.parallelism <= self.maxTrials",
         "message": "spec.budget.parallelism must not exceed spec.budget.maxTrials",
         "fieldPath": ".parallelism"}]
+    for part in ("trial", "finalTraining"):
+        spec["properties"][part]["properties"]["dataset"]["x-kubernetes-validations"] = [{
+            "rule": "!has(self.persistentVolumeClaim) || "
+                    "(has(self.path) && self.path.startsWith('/'))",
+            "message": f"spec.{part}.dataset.path must be an absolute path when "
+                       "persistentVolumeClaim is set (the claim is mounted there)",
+            "fieldPath": ".path"}]
     for name in ("searchSpace", "strategy", "objective"):
         spec["properties"][name].setdefault("x-kubernetes-validations", []).append({
             "rule": IMMUTABLE_RULE,

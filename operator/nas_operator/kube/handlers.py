@@ -27,7 +27,7 @@ from nas_operator.kube.labels import (
 )
 from nas_operator.kube.runtime import OperatorRuntime
 
-DAEMON_STOP_GRACE = 60.0
+DAEMON_STOP_GRACE = 20.0
 """Seconds a stopping search may take to write its last checkpoint and statuses."""
 DAEMON_CANCEL_TIMEOUT = 10.0
 """Seconds given to a daemon cancelled after its grace period."""

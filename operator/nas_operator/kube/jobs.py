@@ -15,7 +15,10 @@ What the pod gets and why:
 * ``FallbackToLogsOnError``: a trainer that dies before writing its
   termination message still leaves its last log lines there;
 * GPU resources, nodeSelector, tolerations, priority class, and the Kueue
-  queue label (created suspended, as Kueue admits it).
+  queue label (created suspended, as Kueue admits it);
+* the dataset's PersistentVolumeClaim, when the spec names one, mounted at
+  ``dataset.path`` (read-only unless the spec says otherwise), so CIFAR-10 or
+  PTB come from a shared volume instead of the image.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from nas_operator.kube.labels import (
     token_secret_name,
 )
 from nas_operator.launcher import LaunchRequest
-from nas_operator.spec import TrialSpec
+from nas_operator.spec import POD_CHECKPOINT_DIR, POD_TMP_DIR, TrialSpec
 from nas_trainer.contract import (
     DEFAULT_TERMINATION_FILE,
     ENV_REPORT_TOKEN,
@@ -46,8 +49,9 @@ from nas_trainer.contract import (
     ENV_TRIAL_JSON,
 )
 
-CHECKPOINT_DIR = "/checkpoints"
+CHECKPOINT_DIR = POD_CHECKPOINT_DIR
 """Where the trainer saves on SIGTERM (the trainer image creates and owns it)."""
+DATASET_VOLUME = "dataset"
 TRAINER_UID = 10001
 """The trainer image's numeric user (trainer_image/Dockerfile)."""
 
@@ -91,6 +95,20 @@ def _env(request: LaunchRequest) -> list[dict[str, Any]]:
     return env
 
 
+def _dataset_volume(request: LaunchRequest) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(volume, mount) of the attempt's dataset claim, or None when its data is not on one."""
+    claim, path = request.dataset_claim, request.document.dataset.path
+    if claim is None or not path:
+        return None
+    volume = {"name": DATASET_VOLUME, "persistentVolumeClaim": {
+        "claimName": claim.claimName, "readOnly": claim.readOnly}}
+    mount: dict[str, Any] = {"name": DATASET_VOLUME, "mountPath": path,
+                             "readOnly": claim.readOnly}
+    if claim.subPath:
+        mount["subPath"] = claim.subPath
+    return volume, mount
+
+
 def _security(pod: bool) -> dict[str, Any]:
     if pod:
         return {"runAsNonRoot": True, "runAsUser": TRAINER_UID, "runAsGroup": TRAINER_UID,
@@ -116,7 +134,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         "terminationMessagePath": DEFAULT_TERMINATION_FILE,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _security(pod=False),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+        "volumeMounts": [{"name": "tmp", "mountPath": POD_TMP_DIR},
                          {"name": "checkpoints", "mountPath": CHECKPOINT_DIR}],
     }
     resources = _resources(trial)
@@ -130,6 +148,10 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "checkpoints", "emptyDir": {}}],
     }
+    dataset = _dataset_volume(request)
+    if dataset is not None:
+        pod["volumes"].append(dataset[0])
+        container["volumeMounts"].append(dataset[1])
     if config.trainer_service_account:
         pod["serviceAccountName"] = config.trainer_service_account
     if config.trainer_image_pull_secrets:

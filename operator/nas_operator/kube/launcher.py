@@ -71,8 +71,9 @@ class KubeLauncher(Launcher):
 
     # -- Launcher ---------------------------------------------------------------------
     async def launch(self, request: LaunchRequest) -> None:
-        trial = await self._ensure_trial(request)
-        await self.tokens.add(request.trial, request.token)
+        # The NASTrial (the Job's owner) and the token (the Job's secretKeyRef) are independent.
+        trial, _ = await asyncio.gather(self._ensure_trial(request),
+                                        self.tokens.add(request.trial, request.token))
         assert self.loop is not None
         job = build_job(request, self.loop.spec.trial, self.config, owner=trial)
         self.tracker.track(self.namespace, request.job_name, self, request.trial, request.attempt)

@@ -35,6 +35,9 @@ def operator_settings(config: OperatorConfig | None = None) -> kopf.OperatorSett
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.WARNING
     settings.watching.reconnect_backoff = 0.5
+    # A deleted search's daemon drops everything at once; wait that long for it to go, so the
+    # finalizer is released in the same pass instead of after a polling round.
+    settings.background.instant_exit_timeout = 0.5
     return settings
 
 

@@ -74,6 +74,8 @@ class StatusWriter:
         self.name = owner["metadata"]["name"]
         self.interval = interval
         self.concurrency = concurrency
+        self.trial_window = min(0.25, interval)
+        """Seconds NASTrial writes wait so that changes arriving together are written once."""
         self.extra_conditions: dict[str, Condition] = {}
         """Conditions the controller sets besides the loop's (SpecValid)."""
         self.trial_conditions: dict[str, dict[str, Condition]] = {}
@@ -216,6 +218,9 @@ class StatusWriter:
         ready = [t for t in self._trials if self.trial_exists(t)]
         if not ready:
             return
+        if self.trial_window > 0:  # let a burst of changes to the same trials coalesce
+            await asyncio.sleep(self.trial_window)
+            ready = [t for t in self._trials if self.trial_exists(t)]
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def write(trial: str, status: dict[str, Any]) -> None:

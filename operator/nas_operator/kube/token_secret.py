@@ -18,6 +18,8 @@ from nas_operator.kube.api import SECRETS, ApiError, KubeApi
 from nas_operator.kube.labels import common_labels, owner_reference, token_secret_name
 from nas_operator.tokens import decode_key, encode_key, generate_key
 
+REMOVE_DELAY = 1.0
+"""Seconds a finished trial's token may wait to be removed together with other changes."""
 KEY_ENTRY = "search-key"
 """Data key of the HMAC key (trial names cannot clash: they end in -tNNNN / -fNNNN)."""
 
@@ -40,6 +42,7 @@ class TokenSecret:
         self._pending: dict[str, str | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def ensure(self, owner: dict[str, Any]) -> bytes:
         """The search's key: read from its Secret, or generated and stored (owned by the search)."""
@@ -81,11 +84,15 @@ class TokenSecret:
         await future
 
     def remove(self, trial: str) -> None:
-        """Forget a finished trial's token (in the background, with the next write)."""
+        """Forget a finished trial's token: with the next launch's write, or within a second."""
         self._pending[trial] = None
-        self._kick()
+        if self._timer is None and (self._task is None or self._task.done()):
+            self._timer = asyncio.get_running_loop().call_later(REMOVE_DELAY, self._kick)
 
     def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush(),
                                                                 name=f"tokens-{self.search}")
@@ -116,8 +123,19 @@ class TokenSecret:
             live = {k: v for k, v in batch.items() if v is not None}
             await self.api.create(SECRETS, self.namespace, self._body(self.key, live))
 
+    def abandon(self) -> None:
+        """The search is being deleted: drop pending changes (the Secret goes with it)."""
+        self._pending.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+
     async def close(self) -> None:
         """Finish pending writes (best effort) before the search's loop goes away."""
+        if self._pending:
+            self._kick()
         if self._task is not None and not self._task.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
