@@ -1,13 +1,13 @@
 """Restart safety: a new operator process adopts running Jobs, creates nothing twice, loses no
-reward (even one reported while no operator ran), and resumes the controller from its
-checkpoint in ConfigMaps."""
+reward (even one reported while no operator ran), resumes the controller from its
+checkpoint in ConfigMaps, and repairs a NASTrial status write lost in the stop."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from kube_emulator import CONFIGMAPS, NASSEARCHES, KubeTestBed
+from kube_emulator import CONFIGMAPS, NASSEARCHES, NASTRIALS, KubeTestBed
 from test_operator_support import (
     FakeCluster,
     Gate,
@@ -68,6 +68,11 @@ async def test_a_restarted_operator_adopts_jobs_and_loses_no_reward(kube: KubeTe
                                                    f"{checkpoint['data']['slot']}-{i}")
                                    for i in range(chunks)])
         creates_before = await kube.calls("create", "jobs.batch")
+        # As if the operator had died between accepting trial 0's result and mirroring it.
+        t0 = await kube.read(NASTRIALS, "rs-t0000")
+        assert t0["status"]["phase"] == "Succeeded"
+        await kube.set_status(NASTRIALS, "rs-t0000", {"phase": "Running", "reward": None,
+                                                      "completionTime": None})
 
         async with bed.running() as second:
             async def resumed() -> bool:
@@ -96,6 +101,10 @@ async def test_a_restarted_operator_adopts_jobs_and_loses_no_reward(kube: KubeTe
     assert status["controller"]["updates"] == 3
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Running"] in ("Completed",
                                                                                  "Resumed")
+    # The lost NASTrial write was repaired from the checkpoint's ledger.
+    repaired = await kube.read(NASTRIALS, "rs-t0000")
+    assert repaired["status"]["phase"] == "Succeeded"
+    assert repaired["status"]["reward"] == t0["status"]["reward"]
     # Trial 6's reward came from its termination message.
     [t6] = [t for t in await bed.trials("rs") if t["metadata"]["name"] == "rs-t0006"]
     assert t6["status"]["phase"] == "Succeeded"

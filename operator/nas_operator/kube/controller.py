@@ -30,12 +30,14 @@ from nas_operator.kube.launcher import KubeLauncher
 from nas_operator.kube.runtime import OperatorRuntime
 from nas_operator.kube.status import StatusWriter, condition, search_ref, write_search_status
 from nas_operator.kube.token_secret import TokenSecret
+from nas_operator.ledger import FinishedTrial
 from nas_operator.loop import LoopEvent, SearchLoop
 from nas_operator.spec import SpecError, parse_search, parse_spec
 
 log = logging.getLogger(__name__)
 
 TRIAL_ENDINGS = frozenset({"TrialSucceeded", "TrialFailed", "TrialCancelled"})
+FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 
 
 async def _first(*aws: Awaitable[Any]) -> None:
@@ -145,7 +147,8 @@ class SearchController:
         writer.start()
         self.loop, self.writer = loop, writer
         try:
-            if await self.store.load(self.name) is None:
+            restored = await self.store.load(self.name) is not None
+            if not restored:
                 await self._refuse_orphans()
             await loop.start()
         except (SpecError, CheckpointError) as exc:
@@ -157,7 +160,31 @@ class SearchController:
         rt.searches.add(loop)
         writer.set_condition("SpecValid", True, "Accepted", "the spec is valid")
         await launcher.resync()
+        if restored:
+            await self._repair_trials()
         return True
+
+    async def _repair_trials(self) -> None:
+        """After a restart, NASTrials whose last status write was lost (the operator stopped
+        between accepting a result and mirroring it) are brought up to the ledger."""
+        assert self.loop is not None and self.writer is not None
+        try:
+            trials = await self.runtime.api.list(NASTRIALS, self.namespace,
+                                                 label_selector=f"{LABEL_SEARCH}={self.name}")
+        except ApiError as exc:
+            log.warning("cannot list the NASTrials of %s/%s: %s", self.namespace, self.name, exc)
+            return
+        for obj in trials:
+            name = obj["metadata"]["name"]
+            shown = (obj.get("status") or {}).get("phase")
+            rec = self.loop.ledger.get(name)
+            if rec is None or shown in FINAL_PHASES:
+                continue
+            self.launcher.trial_uids.setdefault(name, obj["metadata"].get("uid"))  # type: ignore[union-attr]
+            if isinstance(rec, FinishedTrial):
+                self.writer.finished(name, rec.state.value, rec.attempt, rec.reward)
+            else:
+                self.writer.capture(name)
 
     async def _refuse_orphans(self) -> None:
         """No checkpoint but NASTrials exist: resuming would clash with them by name."""

@@ -134,6 +134,14 @@ class StatusWriter:
             self.trial_conditions.pop(trial, None)
         self._wake.set()
 
+    def finished(self, trial: str, phase: str, attempt: int, reward: float | None) -> None:
+        """The final phase (and reward) of a trial the ledger has already compacted."""
+        status: dict[str, Any] = {"phase": phase, "attempt": attempt}
+        if reward is not None:
+            status["reward"] = reward
+        self._trials[trial] = status
+        self._wake.set()
+
     def trial_problem(self, trial: str, attempt: int, reason: str, message: str) -> None:
         """A pending pod cannot go on (no node fits, image pull fails): condition + Event."""
         self._trial_condition(trial, condition("Scheduled", False, reason, message))
