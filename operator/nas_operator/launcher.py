@@ -21,7 +21,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from controller_policy.spaces.base import Architecture
 from nas_trainer.contract import Report, TrialDocument
@@ -160,11 +160,23 @@ class SimulatedLauncher(Launcher):
     loop's ``handle_report``), writes the same final ``Report`` as its
     termination message and exits. ``launched`` records every request, so
     tests can count launches and duplicates.
+
+    ``sigterm`` plays a real trainer's answer to being stopped (``cancel``): it
+    POSTs an ``interrupted`` report and exits 143 with that report as its
+    termination message. ``"during"``: before ``cancel`` returns (a local process,
+    whose launcher waits for the exit); ``"late"``: after it returned (a deleted
+    Job, whose pod reports within its grace period). ``None``: it vanishes
+    silently. What the sink answered is kept in ``sigterm_results``.
     """
 
-    def __init__(self, behaviour: Behaviour | None = None, report_sink: ReportSink | None = None):
+    def __init__(self, behaviour: Behaviour | None = None, report_sink: ReportSink | None = None,
+                 sigterm: Literal["during", "late"] | None = None):
         self.behaviour = behaviour or constant_behaviour()
         self.report_sink = report_sink
+        self.sigterm = sigterm
+        self.sigterm_results: list[Any] = []
+        self._requests: dict[tuple[str, int], LaunchRequest] = {}
+        self._late: set[asyncio.Task[None]] = set()
         self.observer: TrialObserver | None = None
         self.launched: list[LaunchRequest] = []
         self.cancelled: list[tuple[str, int]] = []
@@ -189,6 +201,7 @@ class SimulatedLauncher(Launcher):
         if self.fail_launch(request):
             raise RuntimeError(f"simulated launch failure of {request.job_name}")
         self.launched.append(request)
+        self._requests[key] = request
         self.tasks[key] = asyncio.get_running_loop().create_task(self._run(request))
 
     async def cancel(self, trial: str, attempt: int) -> None:
@@ -198,6 +211,30 @@ class SimulatedLauncher(Launcher):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            request = self._requests.get((trial, attempt))
+            if self.sigterm == "during" and request is not None:
+                await self.interrupt(request)
+            elif self.sigterm == "late" and request is not None:
+                late = asyncio.get_running_loop().create_task(self.interrupt(request))
+                self._late.add(late)
+                late.add_done_callback(self._late.discard)
+
+    async def interrupt(self, request: LaunchRequest) -> None:
+        """What a SIGTERM'd trainer sends: an 'interrupted' report, then exit 143 (call it to
+        play a preemption or eviction: a SIGTERM the loop did not ask for)."""
+        report = Report(kind="interrupted", trial=request.trial, attempt=request.attempt,
+                        reason="SIGTERM: stopped; checkpoint saved")
+        if self.report_sink is not None:
+            self.sigterm_results.append(
+                await _maybe_await(self.report_sink(request.trial, report)))
+        if self.observer is not None:
+            self.sigterm_results.append(await _maybe_await(self.observer.on_trial_exit(
+                request.trial, request.attempt, 143, report.model_dump_json())))
+
+    async def settle(self) -> None:
+        """Wait for the 'late' SIGTERM answers still on their way."""
+        while self._late:
+            await asyncio.gather(*list(self._late), return_exceptions=True)
 
     async def adopt(self, request: LaunchRequest) -> bool:
         key = (request.trial, request.attempt)
@@ -205,15 +242,17 @@ class SimulatedLauncher(Launcher):
             if key not in self.adoptable:
                 return False
             if key not in self.tasks:
+                self._requests[key] = request
                 self.tasks[key] = asyncio.get_running_loop().create_task(self._run(request))
             return True
         return key in self.tasks
 
     async def close(self) -> None:
         """Cancel every simulated attempt (test teardown)."""
-        for task in self.tasks.values():
+        tasks = [*self.tasks.values(), *self._late]
+        for task in tasks:
             task.cancel()
-        for task in self.tasks.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 

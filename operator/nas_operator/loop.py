@@ -848,12 +848,12 @@ class SearchLoop:
             if isinstance(res, BaseException):
                 if isinstance(res, asyncio.CancelledError):
                     raise res
-                with contextlib.suppress(Exception):
-                    await self.launcher.cancel(req.trial, req.attempt)
                 self._emit("LaunchFailed", f"trial {rec.name}: launch failed: {res}", rec.name,
                            "Warning")
                 if self._current(rec.name, req.attempt) is not None:
                     self._attempt_failed(rec, f"launch failed: {res}")
+                with contextlib.suppress(Exception):  # after: whatever it says now is stale
+                    await self.launcher.cancel(req.trial, req.attempt)
             elif self._current(rec.name, req.attempt) is not None:
                 self._arm_watchdog(rec)
 
@@ -873,12 +873,15 @@ class SearchLoop:
         self._resolve_done()
 
     async def _cancel_everything(self, reason: str, message: str) -> None:
-        live = [(t, t.attempt, t.state) for t in self.ledger.iter_live() if not t.state.terminal]
-        await asyncio.gather(*(self._cancel_quietly(t.name, a) for t, a, st in live if st.active))
+        """Cancel every unfinished trial in the ledger first, then stop their attempts.
+
+        In that order, a stopped trainer's answer (an 'interrupted' report, exit 143) meets a
+        trial that already ended and is refused as a conflict, never counted as a failure.
+        """
+        live = [t for t in self.ledger.iter_live() if not t.state.terminal]
+        stopping = [(t.name, t.attempt) for t in live if t.state.active]
         now = time.time()
-        for t, _, _ in live:
-            if t.state.terminal:
-                continue  # it ended while the cancellations were in flight
+        for t in live:
             self._clear_watchdog(t.name)
             if t.state.active:
                 self._observe_duration(t, now)
@@ -887,6 +890,8 @@ class SearchLoop:
             self._emit("TrialCancelled", f"trial {t.name} cancelled: {reason}", t.name)
             self.ledger.compact(t)  # nothing to tell: a cancelled proposal taught nothing
         self._dirty = True
+        self._publish_counts()
+        await asyncio.gather(*(self._cancel_quietly(name, a) for name, a in stopping))
 
     async def _cancel_quietly(self, trial: str, attempt: int) -> None:
         try:
@@ -897,16 +902,20 @@ class SearchLoop:
 
     # ================================================================ suspend, deadline, watchdog
     async def _suspend(self) -> None:
+        """Requeue the running attempts, then stop them (in that order: see ``_cancel_everything``).
+
+        The next attempt continues from the trainer's checkpoint; a final report that the old
+        attempt sends while it is being stopped is refused too (the next attempt redoes little).
+        """
         async with self._launch_lock:
             active = [(t, t.attempt) for t in self.ledger.iter_live() if t.state.active]
-            await asyncio.gather(*(self._cancel_quietly(t.name, a) for t, a in active))
-            # a trial may have finished while its cancellation was in flight: leave it be
-            active = [(t, a) for t, a in active if self._current(t.name, a) is t]
             for t, _ in active:
                 self._clear_watchdog(t.name)
                 self.ledger.requeue(t)
                 self._emit("TrialRequeued", f"trial {t.name} stopped by suspend; it resumes as "
                            f"attempt {t.attempt}", t.name)
+            self._publish_counts()
+            await asyncio.gather(*(self._cancel_quietly(t.name, a) for t, a in active))
             self._pause_clock()
             self._cancel_deadline()
             self._set_phase("Suspended", "Suspended", "spec.suspend is true")
@@ -974,15 +983,15 @@ class SearchLoop:
         self._spawn(self._timeout_attempt(trial, attempt))
 
     async def _timeout_attempt(self, trial: str, attempt: int) -> None:
+        """Fail the silent attempt (one failure, the deadline as its reason), then stop it;
+        its trainer's 'interrupted' answer then concerns a stale attempt and is refused."""
         async with self._launch_lock:
             rec = self._current(trial, attempt)
             if rec is None:
                 return
+            limit = self.spec.trial.activeDeadlineSeconds
+            self._attempt_failed(rec, f"exceeded spec.trial.activeDeadlineSeconds ({limit} s)")
             await self._cancel_quietly(trial, attempt)
-            rec = self._current(trial, attempt)
-            if rec is not None:
-                limit = self.spec.trial.activeDeadlineSeconds
-                self._attempt_failed(rec, f"exceeded spec.trial.activeDeadlineSeconds ({limit} s)")
 
     def _clear_watchdog(self, trial: str) -> None:
         handle = self._watchdogs.pop(trial, None)

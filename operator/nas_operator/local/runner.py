@@ -216,7 +216,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
             await asyncio.wait([loop.done, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if not loop.done.done():
-                await _stop_cleanly(loop, registry, progress)
+                await _stop_cleanly(loop, progress)
         progress.stop()
         status = loop.done.result() if loop.done.done() else None
         problems = await asyncio.to_thread(recorder.write_pictures)
@@ -241,17 +241,14 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
         await server.stop()
 
 
-async def _stop_cleanly(loop: SearchLoop, registry: SearchRegistry,
-                        progress: ProgressView) -> None:
+async def _stop_cleanly(loop: SearchLoop, progress: ProgressView) -> None:
     """Suspend (trainers stop, checkpoint and are requeued), then checkpoint the loop.
 
-    The status API stops taking this search's reports first: a trainer answers SIGTERM with an
-    'interrupted' report, which the loop would count as a failed attempt if it arrived before
-    the suspend has requeued the attempt. The stopped attempts' work is in their checkpoints.
+    The suspend requeues before it stops the trainers, so their 'interrupted' answers are
+    refused as stale (409) rather than counted as failed attempts.
     """
     progress.print("stopping: running trainers checkpoint and stop (Ctrl-C again to kill them "
                    "now)")
-    registry.remove(loop.namespace, loop.name)
     suspended = loop.spec.model_copy(deep=True)
     suspended.suspend = True
     await loop.update_spec(suspended, loop.generation)
