@@ -232,6 +232,10 @@ def test_searches_validate_against_the_crd_and_the_models(label: str, doc: dict[
     (lambda s: s["strategy"].update(seed="one"), "spec.strategy.seed"),
     (lambda s: s.update(suspend="maybe"), "spec.suspend"),
     (lambda s: s["finalTraining"].update(topK=11), "spec.finalTraining.topK"),
+    (lambda s: s["trial"].update(dataset={"name": "cifar10", "path": "/data", "persistentVolumeClaim": {
+        "claimName": "CIFAR_10"}}), "spec.trial.dataset.persistentVolumeClaim.claimName"),
+    (lambda s: s["trial"].update(dataset={"name": "cifar10", "path": "/data", "persistentVolumeClaim": {
+        "name": "cifar10"}}), "spec.trial.dataset.persistentVolumeClaim"),
 ])
 def test_a_broken_search_is_rejected_naming_the_field(edit: Any, field: str) -> None:
     doc = copy.deepcopy(MINIMAL)

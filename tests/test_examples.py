@@ -100,10 +100,28 @@ def test_zoph_le_rnn_example_scores_perplexity_like_the_paper():
     assert spec.trial.training.model.numLayers == 2
 
 
+@pytest.mark.parametrize(("name", "claim", "sub_path"), [
+    ("zoph-le-cnn-cifar10", "cifar10", "cifar-10-batches-py"),
+    ("nasnet-ppo-cifar10", "cifar10", "cifar-10-batches-py"),
+    ("enas-micro-cifar10", "cifar10", "cifar-10-batches-py"),
+    ("zoph-le-rnn-ptb", "ptb", None),
+])
+def test_cluster_examples_mount_their_data_from_a_read_only_claim(name: str, claim: str,
+                                                                  sub_path: str | None):
+    spec = load(name).spec
+    for stage in ("search", "final"):
+        dataset = spec.dataset_for(stage)
+        pvc = dataset.persistentVolumeClaim
+        assert pvc is not None, (name, stage)
+        assert (pvc.claimName, pvc.subPath, pvc.readOnly) == (claim, sub_path, True)
+        assert dataset.path == f"/data/{dataset.name}" and not dataset.download
+
+
 @pytest.mark.parametrize("name", ["local-demo", "local-enas-micro", "local-rnn"])
 def test_local_examples_need_nothing_but_this_machine(name: str):
     spec = load(name).spec
     assert spec.trial.dataset.name in ("digits", "pydoc-text") and spec.trial.dataset.path is None
+    assert spec.trial.dataset.persistentVolumeClaim is None
     assert spec.trial.training.device == "cpu" and spec.budget.max_trials() <= 12
     assert space_class(spec.searchSpace.type) is not None
 

@@ -11,6 +11,7 @@ from test_operator_support import (
     FakeCluster,
     OperatorBed,
     crd_test_bed,
+    document_of,
     env_of,
     final_report,
     search_manifest,
@@ -153,3 +154,37 @@ async def test_status_counts_follow_the_search_while_it_runs(kube: KubeTestBed) 
             await cluster.do(cluster.terminate(job, 0))
         done = await bed.wait_phase("live", "Succeeded", "Failed")
     assert done["status"]["trials"]["succeeded"] == 6
+
+
+async def test_the_dataset_claims_are_mounted_in_every_trial_and_final_job(
+        kube: KubeTestBed) -> None:
+    """The search's claim in the search Jobs, finalTraining's own claim in the final Job, each
+    at its dataset.path; the trainer's document carries the path, never the claim."""
+    async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        await cluster.succeed(job)
+
+    bed = OperatorBed(kube)
+    manifest = search_manifest(
+        "pvc", budget={"maxTrials": 2, "parallelism": 2},
+        trial={"training": {"epochs": 2}, "dataset": {
+            "name": "cifar10", "path": "/data/cifar10",
+            "persistentVolumeClaim": {"claimName": "cifar10", "subPath": "batches"}}},
+        finalTraining={"topK": 1, "dataset": {
+            "name": "cifar10", "path": "/full", "persistentVolumeClaim": {"claimName": "full"}}})
+    async with FakeCluster(kube, trainer), bed.running():
+        await kube.client.create(NASSEARCHES, manifest)
+        done = await bed.wait_phase("pvc", "Succeeded", "Failed", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    mounts = {}
+    for job in await bed.jobs("pvc"):
+        pod = job["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+        assert volume["persistentVolumeClaim"]["readOnly"] is True and mount["readOnly"] is True
+        dataset = document_of(job)["dataset"]
+        assert "persistentVolumeClaim" not in dataset and dataset["path"] == mount["mountPath"]
+        mounts[job["metadata"]["name"]] = (volume["persistentVolumeClaim"]["claimName"],
+                                           mount["mountPath"], mount.get("subPath"))
+    assert mounts == {"pvc-t0000-a0": ("cifar10", "/data/cifar10", "batches"),
+                      "pvc-t0001-a0": ("cifar10", "/data/cifar10", "batches"),
+                      "pvc-f0000-a0": ("full", "/full", None)}

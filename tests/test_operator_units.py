@@ -24,7 +24,7 @@ from nas_operator.kube.jobs import build_job
 from nas_operator.kube.main import main, run
 from nas_operator.kube.observe import job_finished, read_pod
 from nas_operator.launcher import LaunchRequest
-from nas_operator.spec import TrialSpec
+from nas_operator.spec import DatasetClaim, TrialSpec
 from nas_trainer.contract import TrialDocument
 
 kube = crd_test_bed()
@@ -87,6 +87,34 @@ def test_a_search_that_names_its_image_keeps_it() -> None:
     assert "ownerReferences" not in job["metadata"]
     assert "KUBENAS_REPORT_URL" not in {e["name"] for e in container["env"]}
     assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+
+
+def test_the_datasets_claim_is_mounted_read_only_at_the_dataset_path() -> None:
+    doc = TrialDocument(search="s", trial="s-t0003", attempt=1, namespace="ns",
+                        dataset={"name": "cifar10", "path": "/data/cifar10"})
+    claim = DatasetClaim(claimName="cifar10", subPath="cifar-10-batches-py")
+    job = build_job(request(document=doc, dataset_claim=claim), TrialSpec(), OperatorConfig(),
+                    OWNER)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert {"name": "dataset", "persistentVolumeClaim": {
+        "claimName": "cifar10", "readOnly": True}} in pod["volumes"]
+    assert {"name": "dataset", "mountPath": "/data/cifar10", "readOnly": True,
+            "subPath": "cifar-10-batches-py"} in container["volumeMounts"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == [
+        "/tmp", "/checkpoints", "/data/cifar10"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # a writable claim (to download into) and no subPath: the claim's root, writable
+    writable = DatasetClaim(claimName="data", readOnly=False)
+    job = build_job(request(document=doc, dataset_claim=writable), TrialSpec(), OperatorConfig(),
+                    OWNER)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["volumeMounts"][-1] == {"name": "dataset", "mountPath": "/data/cifar10",
+                                             "readOnly": False}
+    # no claim: only the pod's own volumes
+    job = build_job(request(document=doc), TrialSpec(), OperatorConfig(), OWNER)
+    assert [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]] == [
+        "tmp", "checkpoints"]
 
 
 # --- pods and Jobs as the tracker reads them ----------------------------------------------------

@@ -259,3 +259,76 @@ def test_tokens_are_per_trial_and_keys_round_trip():
     assert not check_token(key, "ns", "s", "s-t0001", "\u00e9" + token[1:])
     with pytest.raises(ValueError, match="too short"):
         decode_key(encode_key(b"short"))
+
+
+# --- the dataset's PersistentVolumeClaim ---------------------------------------------------
+
+def pvc_spec(dataset: str, final: str = "") -> str:
+    extra = f", budget: {{maxTrials: 4}}, finalTraining: {{dataset: {final}}}" if final else ""
+    return minimal(f"{{searchSpace: {{type: nasnet}}, trial: {{dataset: {dataset}}}{extra}}}")
+
+
+def test_a_dataset_claim_loads_read_only_and_stays_out_of_the_trainers_document():
+    spec = load_search_yaml(pvc_spec(
+        "{name: cifar10, path: /data/cifar10, validationSize: 5000, "
+        "persistentVolumeClaim: {claimName: cifar10, subPath: cifar-10-batches-py}}")).spec
+    claim = spec.trial.dataset.persistentVolumeClaim
+    assert (claim.claimName, claim.readOnly, claim.subPath) == (
+        "cifar10", True, "cifar-10-batches-py")
+    trainer = spec.trial.dataset.trainer_spec()
+    assert type(trainer).__name__ == "DatasetSpec" and "persistentVolumeClaim" not in (
+        trainer.model_dump())
+    assert (trainer.name, trainer.path, trainer.validationSize) == ("cifar10", "/data/cifar10", 5000)
+    assert spec.dataset_for("final") is spec.trial.dataset  # final runs default to the same
+
+
+@pytest.mark.parametrize(
+    ("dataset", "field", "hint"),
+    [
+        ("{name: cifar10, persistentVolumeClaim: {claimName: c}}", "spec.trial.dataset.path",
+         "absolute"),
+        ("{name: cifar10, path: data/cifar10, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.path", "/data/cifar10"),
+        ("{name: cifar10, path: /, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.path", "'/'"),
+        ("{name: cifar10, path: /data/../tmp, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.path", "'..'"),
+        ("{name: cifar10, path: /checkpoints/data, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.path", "/checkpoints"),
+        ("{name: cifar10, path: /tmp, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.path", "/tmp"),
+        ("{name: cifar10, path: /data, persistentVolumeClaim: {claimName: CIFAR_10}}",
+         "spec.trial.dataset.persistentVolumeClaim.claimName", "lower-case"),
+        ("{name: cifar10, path: /data, persistentVolumeClaim: {claimName: c, subPath: /abs}}",
+         "spec.trial.dataset.persistentVolumeClaim.subPath", "relative"),
+        ("{name: cifar10, path: /data, persistentVolumeClaim: {claimName: c, subPath: a/../..}}",
+         "spec.trial.dataset.persistentVolumeClaim.subPath", "'..'"),
+        ("{name: cifar10, path: /data, persistentVolumeClaim: {name: c}}",
+         "spec.trial.dataset.persistentVolumeClaim", "claimName"),
+        ("{name: digits, path: /data, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.persistentVolumeClaim", "built into the trainer"),
+        ("{name: cifar10, path: /data, download: true, persistentVolumeClaim: {claimName: c}}",
+         "spec.trial.dataset.download", "readOnly to false"),
+    ],
+)
+def test_a_bad_dataset_claim_names_the_field_and_the_fix(dataset, field, hint):
+    errors = errors_of(pvc_spec(dataset))
+    assert any(e.startswith(field) and hint in e for e in errors), errors
+
+
+def test_a_writable_claim_may_be_downloaded_into():
+    spec = load_search_yaml(pvc_spec(
+        "{name: cifar10, path: /data, download: true, "
+        "persistentVolumeClaim: {claimName: c, readOnly: false}}")).spec
+    assert spec.trial.dataset.persistentVolumeClaim.readOnly is False
+
+
+def test_the_final_runs_dataset_claim_is_checked_and_used():
+    errors = errors_of(pvc_spec("{name: cifar10, path: /data}",
+                                final="{name: cifar10, persistentVolumeClaim: {claimName: c}}"))
+    assert any(e.startswith("spec.finalTraining.dataset.path") for e in errors), errors
+    spec = load_search_yaml(pvc_spec(
+        "{name: cifar10, path: /data}",
+        final="{name: cifar10, path: /full, persistentVolumeClaim: {claimName: full}}")).spec
+    assert spec.dataset_for("search").persistentVolumeClaim is None
+    assert spec.dataset_for("final").persistentVolumeClaim.claimName == "full"

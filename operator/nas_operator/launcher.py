@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from controller_policy.spaces.base import Architecture
+from nas_operator.spec import DatasetClaim
 from nas_trainer.contract import Report, TrialDocument
 
 REPORT_PATH = "/v1/namespaces/{namespace}/searches/{search}/trials/{trial}/reports"
@@ -54,6 +55,9 @@ class LaunchRequest:
     report_url: str | None = None
     """Full URL of this trial's report endpoint, when the loop knows the status API address."""
     active_deadline_seconds: int | None = None
+    dataset_claim: DatasetClaim | None = None
+    """The PersistentVolumeClaim of the attempt's dataset: pod launchers mount it at
+    ``document.dataset.path``; local processes read that path directly."""
 
 
 class TrialObserver(Protocol):

@@ -488,6 +488,7 @@ class SearchLoop:
             report_url=report_url(self.status_url, self.namespace, self.name, trial.name)
             if self.status_url else None,
             active_deadline_seconds=self.spec.trial.activeDeadlineSeconds,
+            dataset_claim=self.spec.dataset_for(trial.stage).persistentVolumeClaim,
         )  # fmt: skip
 
     def trial_document(self, trial: Trial) -> TrialDocument:
@@ -504,7 +505,7 @@ class SearchLoop:
             seed=trial.seed, mode="enas" if enas_mode else "train",
             architecture=None if enas_mode else arch,
             spaceType=spec.searchSpace.type, spaceOptions=dict(spec.searchSpace.options),
-            dataset=spec.final_dataset() if final else spec.trial.dataset,
+            dataset=spec.dataset_for(trial.stage).trainer_spec(),
             training=spec.final_training_spec() if final else spec.trial.training,
             objective=spec.effective_objective(),
             enas=spec.enas_spec() if enas_mode else None,

@@ -355,6 +355,106 @@ Quantity = int | float | str
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$")
 
 
+POD_TMP_DIR = "/tmp"
+POD_CHECKPOINT_DIR = "/checkpoints"
+"""Folders every trial pod mounts for itself (``kube/jobs.py``): a dataset cannot go there."""
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+BUNDLED_DATASETS = frozenset({"digits", "pydoc-text", "synthetic"})
+"""Datasets inside the trainer image (or generated): they read no files."""
+
+
+class DatasetClaim(_Strict):
+    """A PersistentVolumeClaim holding the dataset files (a core/v1 volume source, plus subPath)."""
+
+    claimName: str = Field(
+        description="Name of the PersistentVolumeClaim, in the search's namespace.",
+        json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    )
+    readOnly: bool = Field(
+        default=True,
+        description="Mount read-only (the default: trials only read, and many share the claim; "
+        "a ReadOnlyMany claim needs it). False only to let dataset.download fill the claim.",
+    )
+    subPath: str | None = Field(
+        default=None,
+        description="Folder inside the claim to mount at dataset.path (relative, no '..'); "
+        "default: the claim's root.",
+    )
+
+    @field_validator("claimName")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a PersistentVolumeClaim name: lower-case letters, digits, "
+                "'-' and '.', starting and ending with a letter or digit, at most 253 characters"
+            )
+        return value
+
+    @field_validator("subPath")
+    @classmethod
+    def _sub_path(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value or value.startswith("/") or ".." in value.split("/")
+        ):
+            raise ValueError(
+                f"{value!r} must be a relative folder inside the claim without '..' "
+                "(e.g. 'cifar10'); leave it out to mount the claim's root"
+            )
+        return value
+
+
+class TrialDataset(DatasetSpec):
+    """The trainer's ``DatasetSpec`` plus, on a cluster, the volume its files live on.
+
+    The claim is a pod concern, so it lives here (the operator's spec) rather than in the
+    trainer's contract: the trainer only ever sees ``path`` (``trainer_spec``).
+    """
+
+    persistentVolumeClaim: DatasetClaim | None = Field(
+        default=None,
+        description="Mount this PersistentVolumeClaim at dataset.path in every trial pod "
+        "(read-only by default). Cluster only: `kubenas run` reads dataset.path on this machine.",
+    )
+
+    def trainer_spec(self) -> DatasetSpec:
+        """What the trainer's document carries: everything but the claim."""
+        return DatasetSpec.model_validate(
+            self.model_dump(exclude={"persistentVolumeClaim"}, exclude_unset=True)
+        )
+
+    def problems(self, field: str) -> list[str]:
+        """Cross-field errors of a dataset at ``field`` (e.g. ``spec.trial.dataset``)."""
+        claim = self.persistentVolumeClaim
+        if claim is None:
+            return []
+        where = f"{field}.persistentVolumeClaim"
+        if self.name in BUNDLED_DATASETS:
+            return [f"{where}: dataset {self.name!r} is built into the trainer and reads no "
+                    "files; remove the claim, or use cifar10 or ptb"]
+        path = self.path or ""
+        if not path.startswith("/"):
+            return [f"{field}.path: must be an absolute path when {where} is set (the claim is "
+                    f"mounted there), got {self.path!r}; e.g. /data/{self.name}"]
+        errors = []
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts or "." in parts:
+            errors.append(f"{field}.path: {path!r} must not contain '.' or '..' segments")
+        elif not parts:
+            errors.append(f"{field}.path: the claim cannot be mounted at '/' (it would hide the "
+                          "trainer image); use a folder such as /data")
+        else:
+            mount = "/" + "/".join(parts)
+            for own in (POD_TMP_DIR, POD_CHECKPOINT_DIR):
+                if mount == own or mount.startswith(own + "/"):
+                    errors.append(f"{field}.path: {path!r} is inside {own}, which the trial pod "
+                                  "mounts for itself; use a folder such as /data")
+        if self.download and claim.readOnly:
+            errors.append(f"{field}.download: cannot download into a read-only claim; set "
+                          f"{where}.readOnly to false, or download to false")
+        return errors
+
+
 class TrialSpec(_Strict):
     """How each trial runs: image, data, training, and where on the cluster."""
 
@@ -362,7 +462,7 @@ class TrialSpec(_Strict):
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", description="Container image pull policy."
     )
-    dataset: DatasetSpec | None = Field(
+    dataset: TrialDataset | None = Field(
         default=None,
         description="Training data. Default: the bundled 'digits' (image spaces) or "
         "'pydoc-text' (language spaces).",
@@ -416,7 +516,7 @@ class FinalTrainingSpec(_Strict):
         default_factory=dict,
         description="Overrides of spec.trial.training for the final runs (e.g. epochs, model).",
     )
-    dataset: DatasetSpec | None = Field(
+    dataset: TrialDataset | None = Field(
         default=None, description="Data of the final runs; default: spec.trial.dataset."
     )
 
@@ -460,7 +560,7 @@ class NASSearchSpec(_Strict):
                 else Objective(metric="val_perplexity", reward="inverse-square", constant=80.0)
             )
         if self.trial.dataset is None:
-            self.trial.dataset = DatasetSpec(name=KIND_DEFAULT_DATASET[kind])  # type: ignore[arg-type]
+            self.trial.dataset = TrialDataset(name=KIND_DEFAULT_DATASET[kind])  # type: ignore[arg-type]
         budget = self.budget
         if budget.maxTrials is None:
             budget.maxTrials = 1 if st.type == "enas" else 100
@@ -487,6 +587,7 @@ class NASSearchSpec(_Strict):
                 f"spec.trial.dataset.name: {self.trial.dataset.name!r} does not fit the {kind} "
                 f"space {space!r}; use one of {', '.join(KIND_DATASETS[kind])}"
             )
+        errors.extend(self.trial.dataset.problems("spec.trial.dataset"))
         if budget.parallelism > budget.maxTrials:
             errors.append(
                 f"spec.budget.parallelism ({budget.parallelism}) must not exceed "
@@ -504,6 +605,8 @@ class NASSearchSpec(_Strict):
                     f"spec.finalTraining.dataset.name: {final.dataset.name!r} does not fit the "
                     f"{kind} space {space!r}; use one of {', '.join(KIND_DATASETS[kind])}"
                 )
+            if final.dataset is not None:
+                errors.extend(final.dataset.problems("spec.finalTraining.dataset"))
             try:
                 self.final_training_spec()
             except ValidationError as exc:
@@ -584,9 +687,16 @@ class NASSearchSpec(_Strict):
         overrides = self.finalTraining.training if self.finalTraining else {}
         return TrainingSpec.model_validate(_merge(base, overrides))
 
-    def final_dataset(self) -> DatasetSpec:
+    def final_dataset(self) -> TrialDataset:
         if self.finalTraining is not None and self.finalTraining.dataset is not None:
             return self.finalTraining.dataset
+        assert self.trial.dataset is not None
+        return self.trial.dataset
+
+    def dataset_for(self, stage: str) -> TrialDataset:
+        """The dataset of a trial of ``stage`` (search or final), claim included."""
+        if stage == "final":
+            return self.final_dataset()
         assert self.trial.dataset is not None
         return self.trial.dataset
 

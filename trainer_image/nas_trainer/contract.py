@@ -41,7 +41,11 @@ DatasetName = Literal["cifar10", "ptb", "digits", "pydoc-text", "synthetic"]
 class DatasetSpec(_Strict):
     """Which data a trial trains on. ``digits`` and ``pydoc-text`` ship offline (bundled)."""
 
-    name: DatasetName = "digits"
+    name: DatasetName = Field(
+        default="digits",
+        description="cifar10 or ptb (files under path), digits or pydoc-text (bundled), "
+        "synthetic (generated).",
+    )
     path: str | None = Field(
         default=None, description="Directory holding the dataset files (cifar10, ptb)."
     )
