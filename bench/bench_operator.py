@@ -15,9 +15,11 @@ Three processes, so that each figure belongs to what it names:
   are created.
 
 Figures: trials per second from the NASSearch's creation to its Succeeded status;
-the operator's API requests per trial by verb and resource (kopf's and its own);
-the latency from a final report to the creation of the Job that takes the freed
-slot (p50/p99, paired in FIFO order); the operator process's RSS. The strategy is
+the operator's API requests and CPU time per trial (kopf's and its own requests, by
+verb and resource); the latency from a final report to the creation of the Job that
+takes the freed slot (p50/p99, paired in FIFO order) — with 1,000 instant trials in
+flight this is mostly queueing (in flight / throughput), so a lightly loaded search
+(10 in flight) is measured first; the operator process's RSS. The strategy is
 ``random`` (a negligible controller) so the figures are the operator's; the
 controller's own cost is in ``bench_controller``.
 
@@ -40,7 +42,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"full": (10_000, 1_000), "quick": (600, 100)}
-"""(maxTrials, parallelism)."""
+"""(maxTrials, parallelism) of the main search."""
+LIGHT = (200, 10)
+"""A second, lightly loaded search: report-to-launch latency when nothing queues."""
 
 
 # --- the child process: API emulator + fake cluster ---------------------------------------------
@@ -101,7 +105,9 @@ def serve() -> None:
             calls = [[v, r, a, n] for (v, r, a), n in emulator.api_calls.items()]
             print(json.dumps({"calls": calls, "reports": cluster.reports,
                               "added": cluster.added, "errors": cluster.errors[:5],
-                              "rss": _rss()}), flush=True)
+                              "rss": _rss(), "cpu": time.process_time()}), flush=True)
+        elif line.strip() == "reset":
+            emulator.api_calls.clear()
         elif line.strip() == "quit":
             break
     cluster.stop()
@@ -114,10 +120,10 @@ class BenchCluster:
     def __init__(self, url: str, server: Any) -> None:
         self.url = url
         self.server = server
-        self.reports: list[float] = []
-        """monotonic time of each final report POSTed (ordered)."""
-        self.added: list[float] = []
-        """monotonic time each new Job was seen (ordered)."""
+        self.reports: dict[str, list[float]] = {}
+        """Per search: monotonic time of each final report POSTed (ordered)."""
+        self.added: dict[str, list[float]] = {}
+        """Per search: monotonic time each new Job was seen (ordered)."""
         self.errors: list[str] = []
         self._keys: dict[tuple[str, str], bytes] = {}
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
@@ -151,7 +157,8 @@ class BenchCluster:
                                                                    resource_version)
                             if event["type"] != "ADDED":
                                 continue
-                            self.added.append(time.monotonic())
+                            search = obj["metadata"]["labels"]["kubenas.dev/search"]
+                            self.added.setdefault(search, []).append(time.monotonic())
                             task = asyncio.create_task(self._play(obj))
                             tasks.add(task)
                             task.add_done_callback(tasks.discard)
@@ -188,7 +195,7 @@ class BenchCluster:
             report = {"kind": "final", "trial": doc["trial"], "attempt": doc["attempt"],
                       "metrics": {"val_accuracy": accuracy},
                       "epochs": [{"val_accuracy": accuracy}]}
-            self.reports.append(time.monotonic())
+            self.reports.setdefault(doc["search"], []).append(time.monotonic())
             async with self.session.post(env["KUBENAS_REPORT_URL"], json=report, headers={
                     "Authorization": f"Bearer {token}"}) as response:
                 if response.status != 200:
@@ -215,6 +222,39 @@ def _rss() -> int:
 
 # --- the operator process ------------------------------------------------------------------------
 
+async def run_search(session: Any, url: str, name: str, max_trials: int,
+                     parallelism: int) -> dict[str, Any]:
+    """Create one search and wait for its end; (status, wall seconds, operator CPU, peak RSS)."""
+    search = {"apiVersion": "kubenas.dev/v1alpha1", "kind": "NASSearch",
+              "metadata": {"name": name, "namespace": "default"},
+              "spec": {"searchSpace": {"type": "nasnet"},
+                       "strategy": {"type": "random", "seed": 0},
+                       "budget": {"maxTrials": max_trials, "parallelism": parallelism,
+                                  "maxFailedTrials": max_trials},
+                       "trial": {"retries": 0, "resources": {"limits": {"nvidia.com/gpu": 1}}}}}
+    path = f"{url}/apis/kubenas.dev/v1alpha1/namespaces/default/nassearches"
+    async with session.post(path, data=json.dumps(search)) as response:
+        assert response.status == 201, await response.text()
+    t0, cpu0, peak = time.monotonic(), time.process_time(), 0
+    status: dict[str, Any] = {}
+    while status.get("phase") not in ("Succeeded", "Failed"):
+        await asyncio.sleep(0.5)
+        peak = max(peak, _rss())
+        async with session.get(f"{path}/{name}") as response:
+            status = (await response.json()).get("status") or {}
+        if time.monotonic() - t0 > 3600:
+            raise TimeoutError(f"search {name} not done after an hour: {status.get('trials')}")
+    return {"status": status, "elapsed": time.monotonic() - t0,
+            "cpu": time.process_time() - cpu0, "rss_peak": peak,
+            "max_trials": max_trials, "parallelism": parallelism}
+
+
+def _ask(child: Any, command: str) -> dict[str, Any] | None:
+    child.stdin.write(command + "\n")
+    child.stdin.flush()
+    return json.loads(child.stdout.readline()) if command == "stats" else None
+
+
 async def bench(max_trials: int, parallelism: int) -> dict[str, Any]:
     import aiohttp
     import kopf
@@ -234,39 +274,20 @@ async def bench(max_trials: int, parallelism: int) -> dict[str, Any]:
     operator = asyncio.create_task(run(config, connection=kopf.ConnectionInfo(server=url),
                                        stop_flag=stop, started=started))
     await asyncio.wait_for(started, 30)
-    search = {"apiVersion": "kubenas.dev/v1alpha1", "kind": "NASSearch",
-              "metadata": {"name": "bench", "namespace": "default"},
-              "spec": {"searchSpace": {"type": "nasnet"},
-                       "strategy": {"type": "random", "seed": 0},
-                       "budget": {"maxTrials": max_trials, "parallelism": parallelism,
-                                  "maxFailedTrials": max_trials},
-                       "trial": {"retries": 0, "resources": {"limits": {"nvidia.com/gpu": 1}}}}}
     headers = {"User-Agent": "kubenas-tests", "Content-Type": "application/json"}
-    path = f"{url}/apis/kubenas.dev/v1alpha1/namespaces/default/nassearches"
-    peak_rss = 0
     async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.post(path, data=json.dumps(search)) as response:
-            assert response.status == 201, await response.text()
-        t0 = time.monotonic()
-        status: dict[str, Any] = {}
-        while status.get("phase") not in ("Succeeded", "Failed"):
-            await asyncio.sleep(0.5)
-            peak_rss = max(peak_rss, _rss())
-            async with session.get(f"{path}/bench") as response:
-                status = (await response.json()).get("status") or {}
-            if time.monotonic() - t0 > 3600:
-                raise TimeoutError(f"search not done after an hour: {status.get('trials')}")
-        elapsed = time.monotonic() - t0
+        light = await run_search(session, url, "light", *LIGHT)
+        _ask(child, "reset")  # count requests of the main search only
+        emulator_cpu = _ask(child, "stats")["cpu"]  # type: ignore[index]
+        main = await run_search(session, url, "bench", max_trials, parallelism)
     stop.set()
     await asyncio.wait_for(operator, 60)
-    child.stdin.write("stats\n")
-    child.stdin.flush()
-    stats = json.loads(child.stdout.readline())
-    child.stdin.write("quit\n")
-    child.stdin.flush()
+    stats = _ask(child, "stats")
+    assert stats is not None
+    stats["cpu"] -= emulator_cpu
+    _ask(child, "quit")
     child.wait(30)
-    return {"status": status, "elapsed": elapsed, "stats": stats, "rss_before": rss_before,
-            "rss_peak": peak_rss, "max_trials": max_trials, "parallelism": parallelism}
+    return {"main": main, "light": light, "stats": stats, "rss_before": rss_before}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -274,29 +295,45 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def latencies(stats: dict[str, Any], search: str, parallelism: int) -> list[float]:
+    """Report k frees the slot of Job k + parallelism (launch order is FIFO)."""
+    reports, added = stats["reports"].get(search, []), stats["added"].get(search, [])
+    return [added[parallelism + k] - reports[k]
+            for k in range(min(len(reports), len(added) - parallelism))
+            if added[parallelism + k] >= reports[k]]
+
+
 def report(result: dict[str, Any]) -> str:
     from bench.table import format_table
 
-    n, p = result["max_trials"], result["parallelism"]
-    status, stats = result["status"], result["stats"]
+    main, light, stats = result["main"], result["light"], result["stats"]
+    n, p = main["max_trials"], main["parallelism"]
     operator = Counter()
     for verb, resource_name, agent, count in stats["calls"]:
         if agent != "kubenas-tests":
             operator[(verb, resource_name)] += count
-    reports, added = stats["reports"], stats["added"]
-    latencies = [added[p + k] - reports[k] for k in range(min(len(reports), len(added) - p))
-                 if added[p + k] >= reports[k]]
-    succeeded = (status.get("trials") or {}).get("succeeded", 0)
+    heavy_lat = latencies(stats, "bench", p)
+    light_lat = latencies(stats, "light", light["parallelism"])
+    succeeded = (main["status"].get("trials") or {}).get("succeeded", 0)
+
+    def ms(values: list[float], q: float) -> str:
+        return f"{_percentile(values, q) * 1000:.0f} ms"
+
     summary = [
         ["trials (maxTrials / parallelism)", f"{n:,} / {p:,}"],
-        ["search phase, trials succeeded", f"{status.get('phase')}, {succeeded:,}"],
-        ["wall time, creation to Succeeded", f"{result['elapsed']:.1f} s"],
-        ["trials per second", f"{succeeded / result['elapsed']:.1f}"],
+        ["search phase, trials succeeded", f"{main['status'].get('phase')}, {succeeded:,}"],
+        ["wall time, creation to Succeeded", f"{main['elapsed']:.1f} s"],
+        ["trials per second", f"{succeeded / main['elapsed']:.1f}"],
         ["operator API requests per trial", f"{sum(operator.values()) / max(1, n):.2f}"],
-        ["final report -> next Job created, p50", f"{_percentile(latencies, 0.5) * 1000:.0f} ms"],
-        ["final report -> next Job created, p99", f"{_percentile(latencies, 0.99) * 1000:.0f} ms"],
-        ["operator RSS before the search / peak", f"{result['rss_before'] / 2**20:.0f} MiB / "
-                                                  f"{result['rss_peak'] / 2**20:.0f} MiB"],
+        ["operator CPU per trial", f"{main['cpu'] / max(1, n) * 1000:.1f} ms"],
+        ["API server (emulator + fake cluster) CPU per trial",
+         f"{stats['cpu'] / max(1, n) * 1000:.1f} ms"],
+        [f"final report -> next Job created, p50 / p99 ({p:,} in flight, queueing)",
+         f"{ms(heavy_lat, 0.5)} / {ms(heavy_lat, 0.99)}"],
+        [f"same, light load ({light['max_trials']} trials, {light['parallelism']} in flight)",
+         f"{ms(light_lat, 0.5)} / {ms(light_lat, 0.99)}"],
+        ["operator RSS before the searches / peak", f"{result['rss_before'] / 2**20:.0f} MiB / "
+                                                    f"{main['rss_peak'] / 2**20:.0f} MiB"],
         ["API server (emulator) RSS at the end", f"{stats['rss'] / 2**20:.0f} MiB"],
         ["cluster-side errors", str(len(stats["errors"])) + (
             f" (first: {stats['errors'][0]})" if stats["errors"] else "")],
@@ -304,6 +341,7 @@ def report(result: dict[str, Any]) -> str:
     rows = sorted(((v, r, c, c / max(1, n)) for (v, r), c in operator.items()),
                   key=lambda row: -row[2])
     return (format_table(["figure", "value"], summary) + "\n\n"
+            + "Operator API requests during the main search (kopf's and its own):\n\n"
             + format_table(["verb", "resource", "requests", "per trial"],
                            [[v, r, c, f"{per:.3f}"] for v, r, c, per in rows]))
 

@@ -46,7 +46,7 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     @kopf.on.update(GROUP, VERSION, SEARCH_PLURAL, id="spec", field="spec", registry=registry)
     async def spec_changed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         controller = runtime.controllers.get((namespace, name))
-        if isinstance(controller, SearchController):
+        if controller is not None:
             await controller.apply_spec(_plain(body))
 
     @kopf.on.delete(GROUP, VERSION, SEARCH_PLURAL, id="delete", registry=registry)

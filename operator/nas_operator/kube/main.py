@@ -66,6 +66,9 @@ async def run(
     url = await server.start()
     if runtime.report_url_base is None:
         runtime.report_url_base = url
+        if config.http_host in ("0.0.0.0", "::"):
+            log.warning("KUBENAS_REPORT_URL_BASE is not set: trial pods cannot reach %s; set it "
+                        "to the operator Service's URL (the Helm chart does)", url)
     log.info("status API on %s; trial reports go to %s; watching %s", url,
              runtime.report_url_base, ", ".join(config.namespaces) or "all namespaces")
     if started is not None and not started.done():

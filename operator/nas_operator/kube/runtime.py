@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import kopf
 
@@ -21,6 +22,9 @@ from nas_operator.kube.labels import FINALIZER, GROUP
 from nas_operator.kube.observe import JobTracker
 from nas_operator.metrics import OperatorMetrics
 from nas_operator.status_api import SearchRegistry
+
+if TYPE_CHECKING:
+    from nas_operator.kube.controller import SearchController
 
 STARTUP_GRACE = 30.0
 """Seconds after start during which reports for a search not loaded yet get 503 (retry)."""
@@ -53,7 +57,7 @@ class OperatorRuntime:
     """Where trial pods send reports (the chart's Service URL, or the bound address)."""
     tracker: JobTracker = dataclasses.field(init=False)
     events: EventRecorder = dataclasses.field(init=False)
-    controllers: dict[tuple[str, str], object] = dataclasses.field(default_factory=dict)
+    controllers: dict[tuple[str, str], SearchController] = dataclasses.field(default_factory=dict)
     """Live ``SearchController`` s by (namespace, name)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     exiting: bool = False
@@ -71,9 +75,9 @@ class OperatorRuntime:
             return True
         controller = self.controllers.get((namespace, name))
         if controller is not None:
-            return bool(getattr(controller, "starting", False))
+            return controller.starting
         return time.monotonic() - self.started_at < STARTUP_GRACE
 
     def ready(self) -> bool:
         """Readiness: no search is still starting (reports for it would be refused)."""
-        return not any(getattr(c, "starting", False) for c in self.controllers.values())
+        return not any(c.starting for c in self.controllers.values())

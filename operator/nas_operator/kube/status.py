@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nas_operator.kube.api import NASSEARCHES, NASTRIALS, ApiError, KubeApi
@@ -80,8 +81,9 @@ class StatusWriter:
         """Conditions the controller sets besides the loop's (SpecValid)."""
         self.trial_conditions: dict[str, dict[str, Condition]] = {}
         self.progress: SearchProgress | None = None
-        self.trial_exists: Any = lambda _trial: True
-        self.trial_uid: Any = lambda _trial: None
+        self.trial_exists: Callable[[str], bool] = lambda _trial: True
+        """Whether a trial's NASTrial exists yet (writes wait for it); set by the controller."""
+        self.trial_uid: Callable[[str], str | None] = lambda _trial: None
         self._trials: dict[str, dict[str, Any]] = {}
         self._search_dirty = True
         self._last_search: str | None = None
