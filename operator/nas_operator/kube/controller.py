@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TRIAL_ENDINGS = frozenset({"TrialSucceeded", "TrialFailed", "TrialCancelled"})
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+START_RETRY = 5.0
+"""Seconds between tries to start a search whose start failed on the API (not on its spec)."""
 
 
 async def _first(*aws: Awaitable[Any]) -> None:
@@ -78,8 +80,17 @@ class SearchController:
         self.runtime.controllers[key] = self
         try:
             while not stopped.is_set():
-                if await self._start():
-                    break
+                try:
+                    if await self._start():
+                        break
+                except Exception as exc:  # API trouble: say so, retry; other searches go on
+                    log.exception("search %s/%s could not start", self.namespace, self.name)
+                    await self._abort_start()
+                    self.runtime.events.post(search_ref(self.body), "Warning", "StartFailed",
+                                             f"the search could not start ({exc}); retrying "
+                                             f"in {START_RETRY:.0f} s")
+                    await _first(asyncio.sleep(START_RETRY), _stopped(stopped))
+                    continue
                 self.starting = False
                 await _first(self._changed.wait(), _stopped(stopped))
                 self._changed.clear()
@@ -91,7 +102,7 @@ class SearchController:
                     await _stopped(stopped)  # finished: keep answering late reports until then
         finally:
             self.starting = False
-            reason = stopped.reason or kopf.DaemonStoppingReason.OPERATOR_EXITING
+            reason = stopped.reason or kopf.DaemonStoppingReason(0)
             if reason & kopf.DaemonStoppingReason.OPERATOR_EXITING:
                 self.runtime.exiting = True  # trainers' reports: retry with the next operator
             await self._shutdown(deleted=bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED))
@@ -185,6 +196,18 @@ class SearchController:
                 self.writer.finished(name, rec.state.value, rec.attempt, rec.reward)
             else:
                 self.writer.capture(name)
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed half-way (the next try builds everything afresh)."""
+        if self.writer is not None:
+            await self.writer.close(flush=False)
+        if self.tokens is not None:
+            self.tokens.abandon()
+        if self.loop is not None:
+            self.runtime.searches.remove(self.namespace, self.name)
+            with contextlib.suppress(Exception):
+                await self.loop.stop()
+        self.loop = self.writer = None
 
     async def _refuse_orphans(self) -> None:
         """No checkpoint but NASTrials exist: resuming would clash with them by name."""

@@ -207,6 +207,12 @@ class StatusWriter:
         return status.model_dump(mode="json")
 
     async def _write_search(self) -> None:
+        if self.loop.phase in TERMINAL_PHASES:
+            # Whoever sees the search finished must find every trial's final status written.
+            for _ in range(5):  # bounded: a trial the API keeps refusing must not block this
+                if not any(self.trial_exists(t) for t in self._trials):
+                    break
+                await self._write_trials()
         self._search_dirty = False
         status = self.search_status()
         text = json.dumps(status, sort_keys=True)
