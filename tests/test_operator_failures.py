@@ -164,3 +164,42 @@ async def test_forged_reports_are_refused_and_an_invalid_search_stays_apart(
     assert event["type"] == "Warning" and "spec.trial.dataset.name" in event["message"]
     assert fixed["status"]["phase"] == "Succeeded" and fixed["status"]["trials"]["succeeded"] == 1
     assert {c["type"]: c["status"] for c in fixed["status"]["conditions"]}["SpecValid"] == "True"
+
+
+async def test_a_search_whose_start_fails_on_the_api_retries_alone(
+        kube: KubeTestBed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API refuses the first Secret of one search (RBAC not rolled out yet): that search
+    gets a StartFailed event and starts on a later try; the other search never waits."""
+    from nas_operator.kube import controller
+    from nas_operator.kube.api import ApiError
+
+    monkeypatch.setattr(controller, "START_RETRY", 0.5)
+
+    async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        await cluster.succeed(job)
+
+    bed = OperatorBed(kube)
+    async with FakeCluster(kube, trainer), bed.running() as runtime:
+        create = runtime.api.create
+        refused: list[str] = []
+
+        async def refuse_once(resource: Any, namespace: Any, body: Any) -> Any:
+            if resource.plural == "secrets" and body["metadata"]["name"] == "flaky-tokens" \
+                    and not refused:
+                refused.append(body["metadata"]["name"])
+                raise ApiError(403, "Forbidden", 'secrets is forbidden: User "system:'
+                               'serviceaccount:kubenas:kubenas-operator" cannot create')
+            return await create(resource, namespace, body)
+
+        runtime.api.create = refuse_once  # type: ignore[method-assign]
+        await kube.client.create(NASSEARCHES, search_manifest(
+            "flaky", budget={"maxTrials": 2, "parallelism": 2}))
+        await kube.client.create(NASSEARCHES, search_manifest(
+            "fine", budget={"maxTrials": 2, "parallelism": 2}))
+        fine = await bed.wait_phase("fine", "Succeeded", "Failed")
+        flaky = await bed.wait_phase("flaky", "Succeeded", "Failed")
+        events = await kube.read_all(EVENTS, field_selector="involvedObject.name=flaky")
+    assert refused == ["flaky-tokens"]
+    assert fine["status"]["phase"] == flaky["status"]["phase"] == "Succeeded"
+    [failed] = [e for e in events if e["reason"] == "StartFailed"]
+    assert failed["type"] == "Warning" and "forbidden" in failed["message"]
