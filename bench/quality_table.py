@@ -139,6 +139,9 @@ class QualityTable:
     """Lookup of real training results by token list; trains (and keeps) what is missing."""
 
     def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
+        if data.get("task") != TASK:  # stale results would pass for the current recipe's
+            raise ValueError(f"{path}: the table was built for another task than bench.quality_table.TASK; "
+                             "rebuild it: python -m bench.quality_table --rebuild --fresh")
         self.data = data
         self.path = path
         self.space = task_space()
