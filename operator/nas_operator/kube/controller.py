@@ -96,10 +96,9 @@ class SearchController:
                 self._changed.clear()
             self.starting = False
             if self.loop is not None and not stopped.is_set():
-                await _first(self.loop.done, _stopped(stopped))
-                if self.loop.done.done() and self.writer is not None:
-                    await self.writer.flush()
-                    await _stopped(stopped)  # finished: keep answering late reports until then
+                # Finished or not, the loop stays registered until the daemon stops: late and
+                # repeated reports get their proper answers; the writer mirrors the end.
+                await _stopped(stopped)
         finally:
             self.starting = False
             reason = stopped.reason or kopf.DaemonStoppingReason(0)
@@ -199,6 +198,8 @@ class SearchController:
 
     async def _abort_start(self) -> None:
         """Undo a start that failed half-way (the next try builds everything afresh)."""
+        if self.launcher is not None:
+            self.runtime.tracker.forget(self.launcher)
         if self.writer is not None:
             await self.writer.close(flush=False)
         if self.tokens is not None:
@@ -266,6 +267,8 @@ class SearchController:
         loop, writer = self.loop, self.writer
         if loop is not None:
             self.runtime.searches.remove(self.namespace, self.name)
+        if self.launcher is not None:
+            self.runtime.tracker.forget(self.launcher)
         if deleted:
             if self.store is not None:
                 self.store.closed = True  # the owner is going: nothing to checkpoint

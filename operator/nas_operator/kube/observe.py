@@ -142,6 +142,11 @@ class JobTracker:
     def untrack(self, namespace: str, job: str) -> None:
         self.jobs.pop((namespace, job), None)
 
+    def forget(self, sink: TrialSink) -> None:
+        """Stop reporting to ``sink`` (its search stopped: later Job news are the next loop's)."""
+        for key in [k for k, t in self.jobs.items() if t.sink is sink]:
+            del self.jobs[key]
+
     def _lookup(self, body: dict[str, Any], job: str | None) -> tuple[tuple[str, str], Tracked] | None:
         if job is None:
             return None

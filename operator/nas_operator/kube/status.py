@@ -239,6 +239,8 @@ class StatusWriter:
             ready = [t for t in self._trials if self.trial_exists(t)]
         semaphore = asyncio.Semaphore(self.concurrency)
 
+        done: set[str] = set()
+
         async def write(trial: str, status: dict[str, Any]) -> None:
             async with semaphore:
                 try:
@@ -246,12 +248,20 @@ class StatusWriter:
                                          subresource="status")
                     self.writes["trial"] += 1
                 except ApiError as exc:
-                    if not exc.not_found:
-                        self._trials.setdefault(trial, status)  # retry unless newer came
-                        log.warning("NASTrial %s status not written: %s", trial, exc)
+                    if exc.not_found:
+                        done.add(trial)  # the trial is gone: nothing to mirror
+                        return
+                    log.warning("NASTrial %s status not written: %s", trial, exc)
+                    return
+                done.add(trial)
 
         batch = {t: self._trials.pop(t) for t in ready}
-        await asyncio.gather(*(write(t, s) for t, s in batch.items()))
+        try:
+            await asyncio.gather(*(write(t, s) for t, s in batch.items()))
+        finally:  # failed or interrupted writes stay pending (unless a newer status came)
+            for trial, status in batch.items():
+                if trial not in done:
+                    self._trials.setdefault(trial, status)
         if any(t in self._trials for t in batch):
             self._wake_later(self.interval)
 
