@@ -92,8 +92,20 @@ class KubeLauncher(Launcher):
         await self.api.delete(JOBS, self.namespace, name, propagation="Background")
 
     async def adopt(self, request: LaunchRequest) -> bool:
+        """After a restart: the attempt's Job, if it exists, is tracked again.
+
+        Only a definite 404 (or someone else's Job under the name) means 'gone'; when the
+        API cannot answer, the attempt is kept (``resync`` settles it), because a wrong
+        'gone' would run the trial twice.
+        """
         self.tracker.track(self.namespace, request.job_name, self, request.trial, request.attempt)
-        job = await self.api.find(JOBS, self.namespace, request.job_name)
+        try:
+            job = await self.api.find(JOBS, self.namespace, request.job_name)
+        except ApiError as exc:
+            log.warning("cannot read Job %s/%s while adopting (%s); keeping it",
+                        self.namespace, request.job_name, exc)
+            job = {"metadata": {"labels": {LABEL_TRIAL: request.trial,
+                                           LABEL_ATTEMPT: str(request.attempt)}}}
         if job is None:
             self.tracker.untrack(self.namespace, request.job_name)
             return False
