@@ -15,13 +15,13 @@ import importlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import promql_parser
 import pytest
 import yaml
+from test_helm_chart import helm_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "helm" / "dashboards" / "kubenas.json"
@@ -288,13 +288,7 @@ def test_metric_name_check_catches_a_misspelt_metric() -> None:
 
 
 def _helm() -> str:
-    local = ROOT / "bin" / "helm"
-    if local.exists():
-        return str(local)
-    found = shutil.which("helm")
-    if found is None:
-        pytest.skip("bin/helm is absent: run `make tools` (make test does it) to unpack helm")
-    return found
+    return helm_bin()
 
 
 def test_alert_rule_expressions_parse_and_use_exported_metrics() -> None:
