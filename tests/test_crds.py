@@ -1,5 +1,5 @@
 """The CRDs: generated from the pydantic models, structural, and strict enough to catch a
-broken manifest by the field's name; examples validate against them (TESTING.md recipe:
+broken manifest by the field's name; examples validate against them (docs/testing.md recipe:
 jsonschema Draft 4 after translating the Kubernetes extensions, with pruning emulated by
 ``additionalProperties: false``)."""
 
@@ -23,7 +23,7 @@ CHART_CRDS = ROOT / "helm" / "kubenas" / "crds"
 FILES = ("kubenas.dev_nassearches.yaml", "kubenas.dev_nastrials.yaml")
 
 
-# --- the TESTING.md recipe ---------------------------------------------------------------
+# --- the docs/testing.md recipe ---------------------------------------------------------------
 
 def to_draft4(node: Any) -> Any:
     """A structural schema node as plain JSON Schema (Draft 4) with pruning made strict."""

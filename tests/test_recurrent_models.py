@@ -43,7 +43,7 @@ def _param_count(builder, genotype, spec: ModelSpec, vocab: int) -> int:
 
 
 def _nascell_step(x_proj, h, c, w_h):
-    """TensorFlow NASCell's equations written out by hand (PAPERS.md §2, §5)."""
+    """TensorFlow NASCell's equations written out by hand (docs/papers.md §2, §5)."""
     x = x_proj.chunk(8, -1)
     m = (h @ w_h.T).chunk(8, -1)
     sig, relu, tanh = torch.sigmoid, torch.relu, torch.tanh
@@ -287,7 +287,7 @@ def test_builders_reject_bad_genotypes_by_field() -> None:
 
 
 def test_enas_ptb_cell_has_24m_parameters_at_hidden_800() -> None:
-    """ENAS PTB, 24M params (PAPERS.md §4): N = 12, embedding = hidden = 800, vocab 10k, tied.
+    """ENAS PTB, 24M params (docs/papers.md §4): N = 12, embedding = hidden = 800, vocab 10k, tied.
 
     The paper gives no width; enas_lm trains its fixed arc at hidden 800 (no biases,
     tied softmax). Count: V*H (tied embedding) + 2*(H*2H) (node 1: x and h) +
@@ -311,7 +311,7 @@ def test_enas_ptb_cell_has_24m_parameters_at_hidden_800() -> None:
 
 
 def test_zoph_le_ptb_counts_fit_one_two_layer_width() -> None:
-    """Zoph & Le PTB: 32M (untied) and 25M (shared embeddings) (PAPERS.md §2).
+    """Zoph & Le PTB: 32M (untied) and 25M (shared embeddings) (docs/papers.md §2).
 
     The paper states neither width nor depth of these final models, so no exact
     configuration can be named. What the counts do pin down: their 7M difference is

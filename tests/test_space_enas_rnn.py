@@ -1,4 +1,4 @@
-"""The ENAS RNN cell space (PAPERS.md §4, §5, §6, §7)."""
+"""The ENAS RNN cell space (docs/papers.md §4, §5, §6, §7)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_size_is_exactly_4_to_the_12_times_11_factorial() -> None:
     """The paper's 4^N * N! = 8.0e15 ("about 10^15") overcounts by N = 12.
 
     Node 1 has no input choice and node l chooses among l-1 earlier nodes, so the
-    exact count of ordered token lists is 4^N (N-1)! = 6.7e14 (PAPERS.md §6).
+    exact count of ordered token lists is 4^N (N-1)! = 6.7e14 (docs/papers.md §6).
     """
     assert SPACE.size() == 4**12 * math.factorial(11) == 669_692_775_628_800
     assert 4**12 * math.factorial(12) // SPACE.size() == 12

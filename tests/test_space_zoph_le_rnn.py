@@ -1,4 +1,4 @@
-"""The Zoph & Le base-8 recurrent-cell space (PAPERS.md §2, §5, §6)."""
+"""The Zoph & Le base-8 recurrent-cell space (docs/papers.md §2, §5, §6)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_registered_as_language_space_with_34_tokens() -> None:
 
 
 def test_size_is_exactly_8_to_the_16_times_15_squared() -> None:
-    """PAPERS.md §6: 8^16 * 15^2 = 6.3e16, the paper's 'about 6e16'."""
+    """docs/papers.md §6: 8^16 * 15^2 = 6.3e16, the paper's 'about 6e16'."""
     assert SPACE.size() == 8**16 * 15**2 == 63_331_869_759_897_600
 
 

@@ -2,7 +2,7 @@
 
 Synthetic reward: the fraction of tokens equal to a hidden target architecture,
 plus N(0, 0.01) noise. Targets are the published cells (NASNet-A, ENAS micro
-final arc, PAPERS.md §5): their structure (repeated separable convs, inputs
+final arc, docs/papers.md §5): their structure (repeated separable convs, inputs
 mostly from the cell inputs) is what a real search rewards, and the papers'
 controller shares one softmax per decision type, so a target drawn uniformly
 at random (different optimum at every position) is a needlessly adversarial

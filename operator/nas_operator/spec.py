@@ -5,7 +5,7 @@ description on every field), the operator and the local runner validate the
 same YAML with them, and every error names the offending field
 (``spec.budget.parallelism``) and says how to fix it. Defaults that depend on
 the search space (objective, dataset, strategy, batch size) are the papers'
-(PAPERS.md) and are filled in after validation, so a dumped spec shows exactly
+(docs/papers.md) and are filled in after validation, so a dumped spec shows exactly
 what runs.
 
 Pure pydantic: no Kubernetes, no kopf.
@@ -82,7 +82,7 @@ PAPER_BATCH_SIZE: dict[tuple[str, str], int] = {
 }
 STRATEGY_BATCH_SIZE = {"reinforce": 8, "ppo": 20, "enas": 10, "random": 1, "evolution": 1}
 ENAS_STEPS_PER_EPOCH = {"enas-macro": 50, "enas-micro": 30, "enas-rnn": 25}
-"""Controller steps per epoch of the ENAS reference code (PAPERS.md §7)."""
+"""Controller steps per epoch of the ENAS reference code (docs/papers.md §7)."""
 
 _SPACE_MODULES = {t: t.replace("-", "_") for t in SPACE_KIND}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -251,7 +251,7 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 class SearchSpaceSpec(_Strict):
     """Which search space, with its own options."""
 
-    type: SpaceType = Field(description="The search space (PAPERS.md): one of the six spaces.")
+    type: SpaceType = Field(description="The search space (docs/papers.md): one of the six spaces.")
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="The space's options (layers, blocks, operations, predictStrides, ...); "

@@ -1,4 +1,4 @@
-"""Mode ``enas``: one trial runs a whole weight-sharing search (PAPERS.md §4).
+"""Mode ``enas``: one trial runs a whole weight-sharing search (docs/papers.md §4).
 
 The supernet and the controller live in this one process; see
 ``nas_trainer.enas.search`` for the alternating loop and the derivation. The

@@ -2,7 +2,7 @@
 
 A search space is a *declarative* list of steps. Each step emits tokens, and the
 concatenation of all tokens is the architecture's token list: exactly the
-decision sequence an RL controller emits (PAPERS.md §5). Two kinds of step:
+decision sequence an RL controller emits (docs/papers.md §5). Two kinds of step:
 
 * ``Choice`` - one categorical token, sampled from a softmax. Choices that share
   a ``group`` share the controller's softmax head and embedding (e.g. every
@@ -189,20 +189,20 @@ class SearchSpace(ABC):
 
     # --- size --------------------------------------------------------------------
     def size(self) -> int:
-        """Exact number of distinct token lists (ordered encoding, PAPERS.md §6)."""
+        """Exact number of distinct token lists (ordered encoding, docs/papers.md §6)."""
         total = 1
         for slot in self.slots:
             total *= slot.num_values
         return total
 
     def architecture(self, tokens: Sequence[int]) -> Architecture:
-        """Build the DESIGN.md architecture record for a token list."""
+        """Build the docs/design.md architecture record for a token list."""
         valid = self.validate_tokens(tokens)
         return Architecture(space=self.type_name, tokens=valid, genotype=self.to_genotype(valid))
 
 
 class Architecture(BaseModel):
-    """DESIGN.md contract: ``{space, tokens, genotype}``; decoding is deterministic."""
+    """docs/design.md contract: ``{space, tokens, genotype}``; decoding is deterministic."""
 
     model_config = ConfigDict(extra="forbid")
 

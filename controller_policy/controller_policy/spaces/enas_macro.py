@@ -1,4 +1,4 @@
-"""ENAS macro space (PAPERS.md §4, §5, §7): one operation and a skip subset per layer.
+"""ENAS macro space (docs/papers.md §4, §5, §7): one operation and a skip subset per layer.
 
 For each layer k = 0..L-1 the controller emits ``[op_k]`` and then an anchor
 with k binary skip tokens: 78 tokens at L = 12. Operation ids follow the

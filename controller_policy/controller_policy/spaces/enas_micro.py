@@ -1,4 +1,4 @@
-"""ENAS micro (cell) search space (Pham et al. 2018; PAPERS.md §4, §5, §7).
+"""ENAS micro (cell) search space (Pham et al. 2018; docs/papers.md §4, §5, §7).
 
 A normal cell then a reduction cell, each of ``nodes`` computed nodes (paper:
 B = 7 nodes of which 2 are the cell inputs, so 5 computed; code ``num_cells=5``).
@@ -23,7 +23,7 @@ ENAS_MICRO_OPERATIONS: tuple[str, ...] = (
     "max_pool3x3",
     "identity",
 )
-"""Operation ids of the reference code (PAPERS.md §5): sep3, sep5, avg3, max3, identity = 0-4."""
+"""Operation ids of the reference code (docs/papers.md §5): sep3, sep5, avg3, max3, identity = 0-4."""
 
 
 class EnasMicroOptions(SpaceOptions):
@@ -34,7 +34,7 @@ class EnasMicroOptions(SpaceOptions):
 
 @register
 class EnasMicroSpace(TwoCellSpace):
-    """ENAS micro: 2 cells x nodes x [idx1, op1, idx2, op2] (PAPERS.md §5), 40 tokens by default.
+    """ENAS micro: 2 cells x nodes x [idx1, op1, idx2, op2] (docs/papers.md §5), 40 tokens by default.
 
     Token order is the published encoding, ``idx1, op1, idx2, op2`` per node, so
     the published arc strings are token lists as they stand; the reference

@@ -1,4 +1,4 @@
-"""ENAS recurrent-cell space (PAPERS.md §4, §5, §6, §7).
+"""ENAS recurrent-cell space (docs/papers.md §4, §5, §6, §7).
 
 Token list: ``[act_1, (prev_l, act_l) for l = 2..N]``, 2N - 1 tokens (23 for
 the paper's N = 12). Nodes are numbered 1..N as in the paper; the token of
@@ -35,13 +35,13 @@ from controller_policy.spaces.base import (
 )
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "identity", "sigmoid")
-"""Token order of melodyguan/carpedm20 (PAPERS.md §5)."""
+"""Token order of melodyguan/carpedm20 (docs/papers.md §5)."""
 ENAS_LM_ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "identity")
-"""Token order of google-research enas_lm (PAPERS.md §5)."""
+"""Token order of google-research enas_lm (docs/papers.md §5)."""
 OutputMode = Literal["loose-ends", "all-nodes"]
 
 ENAS_LM_FIXTURE: tuple[int, ...] = (0, 2, 1, 0, 2, 1, 2, 2, 4, 0, 5, 0, 3, 2, 6, 2)
-"""The published enas_lm arc: 8 (prev, act) pairs after the input node (PAPERS.md §5)."""
+"""The published enas_lm arc: 8 (prev, act) pairs after the input node (docs/papers.md §5)."""
 
 
 class EnasRnnOptions(SpaceOptions):

@@ -1,4 +1,4 @@
-"""NASNet cell search space (Zoph et al. 2018; PAPERS.md §3, §5, §6).
+"""NASNet cell search space (Zoph et al. 2018; docs/papers.md §3, §5, §6).
 
 A Normal cell then a Reduction cell, each of B blocks predicted as
 ``[input1, input2, op1, op2, combine]`` - the order of the paper's controller,
@@ -338,12 +338,12 @@ class NasnetOptions(SpaceOptions):
 
 @register
 class NasnetSpace(TwoCellSpace):
-    """NASNet: 2 cells x B blocks x [input1, input2, op1, op2, combine] (PAPERS.md §5).
+    """NASNet: 2 cells x B blocks x [input1, input2, op1, op2, combine] (docs/papers.md §5).
 
     The concat of a cell defaults to its loose ends: the blocks no block reads
     (the paper concatenates "unused hidden states generated in the cell", so the
     cell inputs never count). A genotype may list ``concat`` explicitly - NASNet-A's
-    hand-listed outputs (PAPERS.md §7) are not loose ends - and builders honour it.
+    hand-listed outputs (docs/papers.md §7) are not loose ends - and builders honour it.
     """
 
     type_name = "nasnet"

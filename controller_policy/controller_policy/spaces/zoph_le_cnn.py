@@ -1,4 +1,4 @@
-"""Zoph & Le (2017) layer-wise CNN space (PAPERS.md §1, §5, §6).
+"""Zoph & Le (2017) layer-wise CNN space (docs/papers.md §1, §5, §6).
 
 Per layer i = 1..L the controller emits ``[fh, fw, (sh, sw), nf]`` and then an
 anchor whose i-1 binary skip tokens choose which earlier layers feed layer i.
@@ -16,7 +16,7 @@ With ``predictStrides`` each layer also carries ``"sh"`` and ``"sw"``.
 
 The pooling variant (``pooling: true``) is the paper's 39-layer net: the
 controller predicts 13 layers, each expanded by the model builder into a densely
-connected block of 3 convolutions, with filters {6, 12, 24, 36}. PAPERS.md marks
+connected block of 3 convolutions, with filters {6, 12, 24, 36}. docs/papers.md marks
 that filter set and the block expansion [?] (recalled, not re-checked); we
 implement them as documented there.
 """

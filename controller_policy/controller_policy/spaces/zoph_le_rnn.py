@@ -1,4 +1,4 @@
-"""Zoph & Le's recurrent-cell space: the base-8 tree (PAPERS.md §2, §5, §6).
+"""Zoph & Le's recurrent-cell space: the base-8 tree (docs/papers.md §2, §5, §6).
 
 Token list (34 tokens): ``[comb_0, act_0, ..., comb_14, act_14, inj_comb,
 inj_act, c_src, inj_dst]``.
@@ -38,9 +38,9 @@ from controller_policy.spaces.base import (
 )
 
 COMBINATIONS: tuple[str, ...] = ("add", "mult")
-"""Token order of PAPERS.md §5: add = 0, elementwise mult = 1."""
+"""Token order of docs/papers.md §5: add = 0, elementwise mult = 1."""
 ACTIVATIONS: tuple[str, ...] = ("identity", "tanh", "sigmoid", "relu")
-"""Token order of PAPERS.md §5: identity, tanh, sigmoid, relu = 0-3."""
+"""Token order of docs/papers.md §5: identity, tanh, sigmoid, relu = 0-3."""
 
 NUM_LEAVES = 8
 NUM_NODES = 2 * NUM_LEAVES - 1
@@ -60,7 +60,7 @@ NASCELL_TOKENS: tuple[int, ...] = (
     1, 1, 0, 1, 1, 1, 0, 2, 1, 0, 0, 1, 1, 1,
     0, 1, 12, 8,
 )  # fmt: skip
-"""The published cell, as TensorFlow's ``NASCell`` implements it (PAPERS.md §5)."""
+"""The published cell, as TensorFlow's ``NASCell`` implements it (docs/papers.md §5)."""
 
 
 class ZophLeRnnOptions(SpaceOptions):

@@ -1,7 +1,7 @@
 """The LSTM controller of Zoph & Le / NASNet / ENAS, driven by ``space.steps``.
 
 One LSTM step per decision; the embedding of the decision just taken is the next
-input (PAPERS.md §1). Every ``Choice`` reads one softmax head shared by its
+input (docs/papers.md §1). Every ``Choice`` reads one softmax head shared by its
 ``group`` and sliced to the choice's number of values. An ``Anchor`` takes one
 step, records the top hidden state, and emits one Bernoulli skip token per
 source anchor with P = sigmoid(v^T tanh(W_prev h_src + W_curr h_this)); the next

@@ -1,6 +1,6 @@
 """The papers' controller hyper-parameters per search space.
 
-Tags as in PAPERS.md: [P] from the paper, [C] from the reference code, and
+Tags as in docs/papers.md: [P] from the paper, [C] from the reference code, and
 "ours" where neither says. Where paper and code disagree the paper's value is
 the default; every value can be overridden in ``spec.strategy``.
 """

@@ -1,6 +1,6 @@
 """Uniform random search: the baseline every learned strategy must beat.
 
-Each position is drawn uniformly (PAPERS.md §5) from a seeded private
+Each position is drawn uniformly (docs/papers.md §5) from a seeded private
 ``random.Random``; rewards only feed the best-so-far bookkeeping.
 """
 

@@ -1,4 +1,4 @@
-"""ENAS weight sharing (Pham et al. 2018; PAPERS.md §4, §7): supernets and the search loop.
+"""ENAS weight sharing (Pham et al. 2018; docs/papers.md §4, §7): supernets and the search loop.
 
 A supernet holds the weights of every (node, input, operation) of one space's
 DAG; ``forward(x, tokens)`` runs exactly the sampled child's subgraph, so only

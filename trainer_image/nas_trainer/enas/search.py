@@ -1,4 +1,4 @@
-"""The ENAS alternating loop and the derivation of the final architecture (PAPERS.md §4).
+"""The ENAS alternating loop and the derivation of the final architecture (docs/papers.md §4).
 
 Per epoch:
 

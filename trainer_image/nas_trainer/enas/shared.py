@@ -13,7 +13,7 @@ def use_batch_statistics(module: nn.Module) -> nn.Module:
 
     Running averages of a supernet mix every sampled child, so they describe none of
     them; the reference micro search scores children with BN in training mode for
-    this reason (PAPERS.md §7). Without running buffers, ``eval()`` behaves the same.
+    this reason (docs/papers.md §7). Without running buffers, ``eval()`` behaves the same.
     """
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -1,6 +1,6 @@
 """ENAS macro supernet: weights per (layer, operation), shared by every child.
 
-Search-time network of the reference code (PAPERS.md §4, §7): stem (3x3 conv ->
+Search-time network of the reference code (docs/papers.md §4, §7): stem (3x3 conv ->
 BN) -> L layers at a constant C channels -> ReLU -> global pool -> FC. Layer k
 reads node k of ``[stem, layer0, ...]`` (the preceding one); each operation is
 preceded by its own ReLU-1x1-BN, so a layer holds one (1x1, op) pair per
@@ -53,7 +53,7 @@ class MacroSupernet(nn.Module):
         )
         self.classifier = nn.Linear(c, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He init (PAPERS.md §4)
+            if isinstance(m, nn.Conv2d):  # He init (docs/papers.md §4)
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
         use_batch_statistics(self)
 

@@ -1,12 +1,12 @@
 """ENAS micro supernet: every candidate operation of every cell edge, weights shared by all children.
 
 Weights are separate per (cell, node, input slot, input state, operation), as in
-the reference search code (PAPERS.md §7: "separate per (node, input index,
+the reference search code (docs/papers.md §7: "separate per (node, input index,
 operation)"; each node's two input slots have their own weights there too). A
 child's forward pass runs only its chosen operation on each of its 2 x nodes
 edges, so no other operation receives a gradient.
 
-Layout during search (PAPERS.md §7, reference code): stem -> [N normal] ->
+Layout during search (docs/papers.md §7, reference code): stem -> [N normal] ->
 R -> [N normal] -> R -> [N normal] -> ReLU -> global pool -> FC, where a search-
 time reduction R is a factorized reduction of the previous output (doubling the
 channels) followed by a *stride-1* cell running the reduction arc on
@@ -149,7 +149,7 @@ class MicroSupernet(nn.Module):
                 c_pp, c_p = c_p, c
         self.classifier = nn.Linear(c_p, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He init (PAPERS.md §4)
+            if isinstance(m, nn.Conv2d):  # He init (docs/papers.md §4)
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
         for cell in self.cells:  # the architecture-dependent weights start as identities
             identity_init(cell.edges)

@@ -1,6 +1,6 @@
 """ENAS RNN supernet: one weight matrix W_{l,j} per (node l, previous node j), shared by all cells.
 
-PAPERS.md §4: node 1 computes a highway step on ``x_t W_x + h_{t-1} W_h``; node
+docs/papers.md §4: node 1 computes a highway step on ``x_t W_x + h_{t-1} W_h``; node
 l > 1 picks a previous node j and an activation and applies
 ``c*f(h_j W_{l,j}) + (1-c)*h_j`` with its gate ``c = sigmoid(h_j W^c_{l,j})``
 (candidate and gate weights are the two halves of one ``H x 2H`` matrix, as in

@@ -1,6 +1,6 @@
 """Child networks of the cell spaces (NASNet, ENAS micro): one cell network for both.
 
-Layout (PAPERS.md §3, CIFAR): stem 3x3 conv -> [N normal] -> R -> [N normal] -> R ->
+Layout (docs/papers.md §3, CIFAR): stem 3x3 conv -> [N normal] -> R -> [N normal] -> R ->
 [N normal] -> ReLU -> global average pool -> dropout -> FC. A cell of ``C``
 filters reads h_{i-1} and h_i; h_i always passes a 1x1 ReLU-conv-BN to ``C``
 channels, h_{i-1} only when it does not match already (FactorizedReduce when it is
@@ -52,7 +52,7 @@ class Cell(nn.Module):
         channels = [c, c]
         self.ops = nn.ModuleList()
         self.dropped: list[bool] = []
-        """Per op: whether drop-path applies (every op except identity, PAPERS.md §7)."""
+        """Per op: whether drop-path applies (every op except identity, docs/papers.md §7)."""
         for node in layout.nodes:
             for idx, name in zip(node.inputs, node.ops, strict=True):
                 stride = 2 if reduction and idx < 2 else 1

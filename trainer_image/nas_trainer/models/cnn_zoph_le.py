@@ -1,4 +1,4 @@
-"""Zoph & Le (2017) CNN child: a layer-wise DAG compiled by the paper's rules (PAPERS.md §1).
+"""Zoph & Le (2017) CNN child: a layer-wise DAG compiled by the paper's rules (docs/papers.md §1).
 
 Compile rules: a layer's inputs are exactly the layers it selected,
 depth-concatenated, smaller maps zero-padded (bottom/right) to the largest; a

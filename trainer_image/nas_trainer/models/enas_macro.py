@@ -1,4 +1,4 @@
-"""ENAS macro child, the fixed (final) network of PAPERS.md §7.
+"""ENAS macro child, the fixed (final) network of docs/papers.md §7.
 
 stem (3x3 conv -> BN) -> L layers -> ReLU -> global average pool -> dropout -> FC.
 Layer k reads node k of ``[stem, layer0, ...]`` (the preceding one) through

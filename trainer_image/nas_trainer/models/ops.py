@@ -1,6 +1,6 @@
 """Image operations shared by every CNN space (NASNet, ENAS macro/micro, Zoph & Le).
 
-Conventions follow the papers (PAPERS.md §3, §7): ReLU -> conv -> BN; a
+Conventions follow the papers (docs/papers.md §3, §7): ReLU -> conv -> BN; a
 depthwise-separable conv is applied twice (NASNet, ENAS micro); pools keep
 the channel count; 1x1 convs / factorized reductions fix shape mismatches.
 Every op maps ``C_in`` channels to ``C_out`` channels at ``stride``.

@@ -38,7 +38,7 @@ from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 
 ZOPH_LE_LAYERS = 2
-"""Zoph & Le trained 2-layer children (PAPERS.md §2); ModelSpec has no layer count yet."""
+"""Zoph & Le trained 2-layer children (docs/papers.md §2); ModelSpec has no layer count yet."""
 ENAS_LAYERS = 1
 """ENAS (paper, enas_lm, carpedm20) unrolls a single cell."""
 EMBEDDING_INIT = 0.1
@@ -108,7 +108,7 @@ class RecurrentCell(nn.Module, ABC):
 
 
 class ZophLeCell(RecurrentCell):
-    """Base-8 tree cell of Zoph & Le (PAPERS.md §2); ``NASCELL_TOKENS`` gives TF's NASCell."""
+    """Base-8 tree cell of Zoph & Le (docs/papers.md §2); ``NASCELL_TOKENS`` gives TF's NASCell."""
 
     state_parts = 2
 
@@ -152,7 +152,7 @@ class ZophLeCell(RecurrentCell):
 
 
 class EnasCell(RecurrentCell):
-    """ENAS RNN cell (PAPERS.md §4): node 1 reads x_t and h_{t-1}; node l reads one node j.
+    """ENAS RNN cell (docs/papers.md §4): node 1 reads x_t and h_{t-1}; node l reads one node j.
 
     Every node is a highway step ``c*f(z) + (1-c)*h_j`` with ``[z, c_pre] = h_j W``;
     node 1 uses ``x_t W_x + h_{t-1} W_h`` and carries ``h_{t-1}``. h_t is the mean of
