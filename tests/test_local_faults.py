@@ -80,7 +80,9 @@ def fake_trainer() -> int:
         metrics = {"val_accuracy": round(0.30 + 0.05 * index + 0.01 * len(done), 4),
                    "val_loss": 1.0, "params": 1000.0 + index}
         done.append(metrics)
-        open(progress_file, "w").write(json.dumps({"epochs": done}))
+        partial = progress_file + ".partial"  # atomic, as the real trainer's checkpoint: a
+        open(partial, "w").write(json.dumps({"epochs": done}))  # reader never sees half a file
+        os.replace(partial, progress_file)
         _post(url, token, json.dumps({"kind": "epoch", **base, "epoch": len(done) - 1,
                                       "metrics": metrics}).encode())
     return finish({"kind": "final", **base, "metrics": done[-1], "epochs": done}, 0)

@@ -93,7 +93,8 @@ def test_ctrl_c_stops_cleanly_and_resume_continues_each_trial_from_its_checkpoin
                              "--trainer-command", FAKE_TRAINER, "--grace-seconds", "5"], out, env)
 
     def progressed() -> bool:
-        done = [json.loads(p.read_text())["epochs"] for p in out.glob("trials/*/checkpoint/*")]
+        files = out.glob("trials/*/checkpoint/progress.json")
+        done = [json.loads(p.read_text())["epochs"] for p in files]
         return len(done) == 2 and all(done)
 
     wait_for(progressed, 60, "two trainers one epoch in")
