@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BIN := bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow demo lint tools crds bench bench-quick clean
+.PHONY: help venv test test-slow demo lint tools crds dashboards dashboard-png bench bench-quick clean
 
 help:
 	@echo "make demo   - run a real NAS search locally on bundled data"
@@ -15,6 +15,8 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make tools  - unpack helm and kubectl into bin/"
 	@echo "make crds   - regenerate crds/ and the chart's CRDs from the pydantic models"
+	@echo "make dashboards    - regenerate both Grafana dashboard files from their Python source"
+	@echo "make dashboard-png - the README's dashboard picture from a demo run scraped by Prometheus"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
 
 $(STAMP): pyproject.toml
@@ -31,6 +33,7 @@ $(BIN)/helm $(BIN)/kubectl: .ci/fetch-tools.sh | $(STAMP)
 tools: $(BIN)/helm $(BIN)/kubectl
 
 test: $(STAMP) tools
+	bash .ci/system-packages.sh
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) tools
@@ -44,6 +47,13 @@ demo: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m nas_operator.kube.crdgen --out crds
+
+dashboards: $(STAMP)
+	$(PY) -m nas_operator.monitoring.dashboard helm/dashboards/kubenas.json helm/kubenas/dashboards/kubenas.json
+
+dashboard-png: $(STAMP)
+	bash .ci/system-packages.sh
+	$(PY) -m nas_operator.monitoring.picture examples/local-demo.yaml helm/dashboards/kubenas.png
 
 bench: $(STAMP) tools
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m bench

@@ -1,6 +1,10 @@
 """The Grafana dashboard and the chart's alert rules: structure, and PromQL that
 parses and names only metrics the operator really exports.
 
+The dashboard is generated (nas_operator.monitoring.dashboard, `make dashboards`); both
+files must be the generator's output byte for byte. What its queries return on real data
+is tested against a real Prometheus in test_prometheus_dashboard.py.
+
 No offline Grafana linter exists, so the checks are the ones a reviewer would
 do by hand: unique uid and panel ids, a Prometheus datasource variable used by
 every query, every `$variable` defined, every expression parsed by
@@ -166,6 +170,27 @@ def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
         assert m, f"variable {var['name']}: expected label_values(selector, label), got {query!r}"
         out.append((f"variable {var['name']}", m.group(1)))
     return out
+
+
+# --------------------------------------------------------------------------- generated
+
+
+def test_both_dashboard_files_are_the_generator_output() -> None:
+    from nas_operator.monitoring.dashboard import DASHBOARD_FILES, render
+
+    text = render()
+    for relative in DASHBOARD_FILES:
+        assert (ROOT / relative).read_text() == text, (
+            f"{relative} is not what nas_operator/monitoring/dashboard.py generates: edit the "
+            "generator, then run `make dashboards`")
+    assert DASHBOARD.relative_to(ROOT) in DASHBOARD_FILES
+
+
+def test_generator_lists_exactly_the_dashboard_panels() -> None:
+    from nas_operator.monitoring.dashboard import panel_specs
+
+    shown = [p["title"] for p in all_panels(load_dashboard()) if p["type"] != "row"]
+    assert shown == [spec.title for spec in panel_specs()]
 
 
 # --------------------------------------------------------------------------- structure
