@@ -1,4 +1,5 @@
-"""ENAS macro space: 78 tokens, code op order, exact size (PAPERS §5, §6), round trip, errors."""
+"""ENAS macro space: 78 tokens, code op order, exact size (docs/papers.md §5, §6), round trip,
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ENAS micro space: 40 tokens, code op ids, published arc, exact size (PAPERS §4, §5, §6), errors."""
+"""ENAS micro space: 40 tokens, code op ids, published arc, exact size (docs/papers.md §4, §5,
+§6), errors."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_size_matches_the_formula_not_the_papers_approximation() -> None:
     """Exact ordered count per cell: prod over nodes n = 0..4 of (2+n)^2 * 5^2 = 720^2 * 5^10.
 
     The paper quotes (5 x (B-2)!)^4 = 600^4 = 1.3e11 for the pair of cells; the
-    ordered token lists number 5.1e12 per cell and 2.6e25 for the pair (PAPERS §6).
+    ordered token lists number 5.1e12 per cell and 2.6e25 for the pair (docs/papers.md §6).
     """
     space = EnasMicroSpace()
     per_cell = 1

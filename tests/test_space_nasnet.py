@@ -1,4 +1,5 @@
-"""NASNet space: 50 tokens, paper op order, NASNet-A fixture, exact size (PAPERS §3, §5, §6), errors."""
+"""NASNet space: 50 tokens, paper op order, NASNet-A fixture, exact size (docs/papers.md §3, §5,
+§6), errors."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ NASNET_A_TOKENS = [
 
 
 def nasnet_a_genotype() -> dict:
-    """NASNet-A with its hand-listed concat (PAPERS §5/§7), which loose ends cannot infer."""
+    """NASNet-A with its hand-listed concat (docs/papers.md §5/§7), which loose ends cannot
+    infer."""
     genotype = NasnetSpace().decode(NASNET_A_TOKENS)
     genotype["normal"]["concat"] = [0, 2, 3, 4, 5, 6]
     genotype["reduction"]["concat"] = [3, 4, 5, 6]

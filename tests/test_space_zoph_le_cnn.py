@@ -1,4 +1,5 @@
-"""Zoph & Le CNN space: token layout, exact sizes (PAPERS §6), genotype round trip, errors."""
+"""Zoph & Le CNN space: token layout, exact sizes (docs/papers.md §6), genotype round trip,
+errors."""
 
 from __future__ import annotations
 
