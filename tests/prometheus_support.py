@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nas_operator.monitoring.prometheus import INSTALL_HINT, Prometheus, Series, find_binary
 from nas_operator.monitoring.scraped_run import ScrapedRun
@@ -120,3 +124,28 @@ def grafana_query(expr: str, *, window: str, rate_interval: str, interval: str) 
 
 def finite(series: list[Series]) -> list[float]:
     return [s.v for one in series for s in one.samples if math.isfinite(s.v)]
+
+
+# -- the chart's alert rules ------------------------------------------------------------------
+def helm_binary() -> str:
+    """bin/helm from `make tools` (as `make test` sets up), else a helm on the PATH, else skip."""
+    local = REPO / "bin" / "helm"
+    found = str(local) if local.exists() else shutil.which("helm")
+    if found is None:
+        pytest.skip("bin/helm is absent: run `make tools` (make test does it) to unpack helm")
+    return found
+
+
+def rendered_rule_groups(*values: str) -> list[dict[str, Any]]:
+    """``spec.groups`` of the chart's PrometheusRule, rendered by the real helm with the given
+    values files (relative to tests/helm_values) — what the Prometheus Operator loads."""
+    args = [a for name in values for a in ("-f", str(REPO / "tests" / "helm_values" / name))]
+    env = dict(os.environ, KUBECONFIG=os.devnull, HELM_CACHE_HOME="/tmp/kubenas-helm-cache",
+               HELM_CONFIG_HOME="/tmp/kubenas-helm-config", HELM_DATA_HOME="/tmp/kubenas-helm-data")
+    proc = subprocess.run(
+        [helm_binary(), "template", "kubenas", str(REPO / "helm" / "kubenas"), "--namespace",
+         "kubenas-system", *args, "--set", "monitoring.prometheusRule.enabled=true",
+         "--show-only", "templates/prometheusrule.yaml"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return list(yaml.safe_load(proc.stdout)["spec"]["groups"])
