@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from bench.table import format_table
+from controller_policy.contract import TrialDocument
 from nas_trainer.checkpoint import StopRequest
-from nas_trainer.contract import TrialDocument
 from nas_trainer.enas.search import EnasSearch
 from nas_trainer.loop import TrialContext
 from nas_trainer.reporter import Reporter

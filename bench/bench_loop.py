@@ -26,12 +26,12 @@ import types
 from typing import Any
 
 from bench.table import format_table
+from controller_policy.contract import Report
+from nas_operator.api import parse_search
 from nas_operator.checkpoint import MemoryCheckpointStore
 from nas_operator.launcher import Launcher, LaunchRequest, SimulatedLauncher, SimulatedOutcome
 from nas_operator.loop import SearchLoop
-from nas_operator.spec import parse_search
 from nas_operator.status_api import SearchRegistry, StatusServer, create_app
-from nas_trainer.contract import Report
 
 TRIAL_SECONDS = (5.0, 15.0)
 """Simulated trial length: 1,000 in flight finish about 100 trials per second."""

@@ -13,8 +13,8 @@ import time
 import torch
 
 from bench.table import bench_main, format_table
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import make_space
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import build_model
 
 SPACES = ["zoph-le-cnn", "enas-macro", "nasnet", "enas-micro", "zoph-le-rnn", "enas-rnn"]

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.table import format_table
+from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import DATA_SPLIT_SEED, build_child
-from nas_trainer.contract import TrialDocument
 from nas_trainer.datasets import ImageData, load_dataset
 from nas_trainer.loop import TrialContext
 from nas_trainer.reporter import Reporter

@@ -90,8 +90,8 @@ class Pick:
 
 def enas_picks(sizes: Sizes) -> tuple[list[Pick], dict[str, float]]:
     """Run one ENAS search; derive at each checkpoint epoch. Returns picks and per-epoch timings."""
+    from controller_policy.contract import TrialDocument
     from nas_trainer.checkpoint import StopRequest
-    from nas_trainer.contract import TrialDocument
     from nas_trainer.enas.search import EnasSearch
     from nas_trainer.loop import TrialContext
     from nas_trainer.reporter import Reporter

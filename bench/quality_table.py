@@ -82,9 +82,9 @@ def train_child(space_type: str, space_options: dict[str, Any], tokens: Sequence
                 training: dict[str, Any], seed: int, dataset: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one architecture through the trainer's own dispatch (``python -m nas_trainer``'s code
     path, in this process); returns its per-epoch history, final metrics and the CPU-seconds used."""
+    from controller_policy.contract import TrialDocument
     from nas_trainer.checkpoint import StopRequest
     from nas_trainer.cli import run_trial
-    from nas_trainer.contract import TrialDocument
     from nas_trainer.loop import TrialContext
     from nas_trainer.reporter import Reporter
     from nas_trainer.runtime import setup_runtime

@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import InvalidArchitecture
 from controller_policy.spaces.enas_micro import EnasMicroSpace
 from controller_policy.spaces.nasnet import NasnetSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import build_model
 from nas_trainer.models.cells import CellNetwork, build_enas_micro, build_nasnet
 

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
+from nas_operator.api import SpecError, parse_search
 from nas_operator.kube import crdgen
-from nas_operator.spec import SpecError, parse_search
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
@@ -256,7 +256,7 @@ def test_an_unknown_field_is_named_not_pruned_silently() -> None:
 # --- statuses --------------------------------------------------------------------------------
 
 def test_status_schemas_accept_the_models_and_kopf_fields() -> None:
-    from nas_operator.spec import NASSearchStatus, NASTrialStatus
+    from nas_operator.api import NASSearchStatus, NASTrialStatus
 
     search = NASSearchStatus().model_dump(mode="json", exclude_none=True)
     search["kopf"] = {"progress": {"search": {"retries": 1}}}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas_trainer.contract import DatasetSpec
+from controller_policy.contract import DatasetSpec
 from nas_trainer.datasets import DatasetError, load_dataset
 from nas_trainer.datasets.augment import cutout, random_crop, random_flip
 from nas_trainer.datasets.download import safe_extract

@@ -29,8 +29,8 @@ import pytest
 import torch
 from test_enas_search import make_ctx
 
+from controller_policy.contract import EnasSpec
 from nas_trainer.checkpoint import StopRequest
-from nas_trainer.contract import EnasSpec
 from nas_trainer.enas.build import build_strategy
 from nas_trainer.enas.search import EnasSearch, EpochTally
 from nas_trainer.enas.tasks import ImageTask

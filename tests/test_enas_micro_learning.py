@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from test_enas_search import make_ctx
 
+from controller_policy.contract import DatasetSpec, ModelSpec
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import StopRequest
-from nas_trainer.contract import DatasetSpec, ModelSpec
 from nas_trainer.datasets import ImageData, load_dataset
 from nas_trainer.enas.search import EnasSearch
 from nas_trainer.enas.supernet_micro import MicroSupernet

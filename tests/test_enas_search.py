@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from test_trainer_checkpoint import StopAtPoll
 
+from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import CHECKPOINT_FILE, EXIT_INTERRUPTED, StopRequest
-from nas_trainer.contract import TrialDocument
 from nas_trainer.enas.search import EnasSearch
 from nas_trainer.loop import Interrupted, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter

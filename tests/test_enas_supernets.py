@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import InvalidArchitecture, make_space
 from controller_policy.spaces.enas_micro import ENAS_MICRO_OPERATIONS
-from nas_trainer.contract import ModelSpec
 from nas_trainer.enas.supernet_macro import MacroSupernet
 from nas_trainer.enas.supernet_micro import MicroSupernet
 from nas_trainer.enas.supernet_rnn import RnnSupernet, edge_key

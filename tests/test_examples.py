@@ -22,7 +22,7 @@ from test_local_run import (
 )
 
 from nas_operator import cli
-from nas_operator.spec import load_search_yaml, space_class
+from nas_operator.api import load_search_yaml, space_class
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 REQUIRED = {"zoph-le-cnn-cifar10", "nasnet-ppo-cifar10", "enas-micro-cifar10", "zoph-le-rnn-ptb",

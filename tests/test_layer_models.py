@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import make_space
 from controller_policy.spaces.enas_macro import EnasMacroSpace
 from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import BUILDERS, build_model
 from nas_trainer.models.cnn_zoph_le import ZophLeCNN, build_zoph_le_cnn, pool_positions
 from nas_trainer.models.enas_macro import EnasMacroNet, build_enas_macro, reduction_layers

@@ -27,11 +27,11 @@ import yaml
 
 from controller_policy.strategies import make_strategy
 from nas_operator import cli
+from nas_operator.api import load_search_yaml, space_class
 from nas_operator.checkpoint import decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.launcher import process_alive
 from nas_operator.local.output import RunFolder
-from nas_operator.spec import load_search_yaml, space_class
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -169,7 +169,7 @@ async def test_immutable_fields_cannot_change():
     try:
         changed = search.spec.model_copy(deep=True)
         changed.searchSpace.options = {"layers": 5}
-        from nas_operator.spec import SpecError
+        from nas_operator.api import SpecError
 
         with pytest.raises(SpecError, match="spec.searchSpace: cannot change"):
             await h.loop.update_spec(changed, generation=2)
@@ -313,7 +313,7 @@ async def test_reports_to_a_stopped_loop_are_refused():
     await h.loop.start()
     await wait_until(lambda: h.launcher.running == 1)
     await h.loop.stop()
-    from nas_trainer.contract import Report
+    from controller_policy.contract import Report
 
     result = h.loop.handle_report("s-t0000", Report(kind="final", trial="s-t0000",
                                                     epochs=[{"val_accuracy": 0.5}]))
@@ -326,7 +326,7 @@ async def test_interrupted_and_out_of_order_reports():
     h = Harness(make_search(budget={"maxTrials": 1, "parallelism": 1}, trial={"retries": 1}),
                 lambda req: SimulatedOutcome(hang=True))
     await h.loop.start()
-    from nas_trainer.contract import Report
+    from controller_policy.contract import Report
 
     try:
         await wait_until(lambda: h.launcher.running == 1)

@@ -11,6 +11,8 @@ from collections import Counter
 import pytest
 from test_loop_support import Harness, make_search, wait_until
 
+from controller_policy.contract import Report
+from nas_operator.api import SpecError
 from nas_operator.checkpoint import (
     CheckpointError,
     DirectoryCheckpointStore,
@@ -20,8 +22,6 @@ from nas_operator.checkpoint import (
     encode_checkpoint,
 )
 from nas_operator.launcher import SimulatedLauncher, SimulatedOutcome
-from nas_operator.spec import SpecError
-from nas_trainer.contract import Report
 
 
 def gated(hang_from: int):

@@ -11,11 +11,11 @@ from typing import Any
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.strategies import make_strategy
 from controller_policy.strategies.base import Proposal, Strategy
+from nas_operator.api import NASSearch, parse_search
 from nas_operator.checkpoint import CheckpointStore
 from nas_operator.launcher import Behaviour, SimulatedLauncher, constant_behaviour
 from nas_operator.loop import LoopEvent, SearchLoop
 from nas_operator.metrics import SearchMetrics
-from nas_operator.spec import NASSearch, parse_search
 
 
 def make_search(name: str = "s", **sections: Any) -> NASSearch:
@@ -98,7 +98,7 @@ class Harness:
     ):
         self.search = search
         self.launcher = launcher or SimulatedLauncher(behaviour or constant_behaviour())
-        from nas_operator.spec import space_class
+        from nas_operator.api import space_class
 
         cls = space_class(search.spec.searchSpace.type)
         assert cls is not None

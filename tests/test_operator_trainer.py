@@ -25,7 +25,7 @@ from test_operator_support import (
     wait_for,
 )
 
-from nas_operator.spec import space_class
+from nas_operator.api import space_class
 
 kube = crd_test_bed()
 

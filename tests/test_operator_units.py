@@ -16,6 +16,8 @@ import pytest
 from kube_emulator import CONFIGMAPS, NASSEARCHES, KubeTestBed
 from test_operator_support import crd_test_bed, search_manifest, wait_for
 
+from controller_policy.contract import TrialDocument
+from nas_operator.api import DatasetClaim, TrialSpec
 from nas_operator.checkpoint import CheckpointError
 from nas_operator.kube.api import KubeApi
 from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
@@ -24,8 +26,6 @@ from nas_operator.kube.jobs import build_job
 from nas_operator.kube.main import main, run
 from nas_operator.kube.observe import job_finished, read_pod
 from nas_operator.launcher import LaunchRequest
-from nas_operator.spec import DatasetClaim, TrialSpec
-from nas_trainer.contract import TrialDocument
 
 kube = crd_test_bed()
 

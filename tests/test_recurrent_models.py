@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import Architecture, InvalidArchitecture
 from controller_policy.spaces.enas_rnn import ENAS_LM_FIXTURE, EnasRnnSpace, from_enas_lm
 from controller_policy.spaces.zoph_le_rnn import NASCELL_TOKENS, ZophLeRnnSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import BUILDERS, build_model
 from nas_trainer.models.recurrent import (
     EnasCell,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import (
     CHECKPOINT_FILE,
@@ -24,7 +25,6 @@ from nas_trainer.checkpoint import (
 )
 from nas_trainer.child import build_child
 from nas_trainer.cli import run_and_summarize
-from nas_trainer.contract import TrialDocument
 from nas_trainer.loop import Interrupted, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import ConfigError, setup_runtime

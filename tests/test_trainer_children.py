@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
 from controller_policy.spaces.zoph_le_rnn import NASCELL_TOKENS
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import build_child
-from nas_trainer.contract import TrialDocument
 from nas_trainer.loop import TrainResult, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import setup_runtime

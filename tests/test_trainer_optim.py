@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nas_trainer.contract import TrainingSpec
+from controller_policy.contract import TrainingSpec
 from nas_trainer.optim import build_optimizer, build_scheduler, lr_at
 from nas_trainer.runtime import ConfigError
 

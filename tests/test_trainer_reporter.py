@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from controller_policy.contract import Report
 from controller_policy.spaces import make_space
-from nas_trainer.contract import Report
 from nas_trainer.reporter import Reporter, RetryPolicy, fit_termination_message
 
 FAST = RetryPolicy(budget_s=5.0, base_delay_s=0.02, max_delay_s=0.2, request_timeout_s=2.0)

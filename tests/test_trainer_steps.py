@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from controller_policy.contract import TrainingSpec, TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import build_child
-from nas_trainer.contract import TrainingSpec, TrialDocument
 from nas_trainer.loop import TrialContext
 from nas_trainer.optim import build_optimizer
 from nas_trainer.reporter import Reporter

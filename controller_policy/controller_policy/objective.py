@@ -10,16 +10,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from controller_policy.strict import Strict
 
 Metric = Literal["val_accuracy", "val_perplexity"]
 RewardTransform = Literal["cube", "inverse-square", "identity"]
 
 
-class Objective(BaseModel):
+class Objective(Strict):
     """``spec.objective`` of a NASSearch."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     metric: Metric = Field(
         default="val_accuracy",

@@ -109,10 +109,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from nas_operator.api import SpecError
     from nas_operator.checkpoint import CheckpointError
     from nas_operator.local.output import RunFolder, RunFolderError
     from nas_operator.local.summary import load_summary, render_summary
-    from nas_operator.spec import SpecError
 
     try:
         summary = load_summary(RunFolder(args.folder))
@@ -124,7 +124,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from nas_operator.spec import SpecError, load_search_yaml
+    from nas_operator.api import SpecError, load_search_yaml
 
     worst = 0
     for path in args.files:

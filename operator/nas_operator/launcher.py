@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from controller_policy.contract import Report, TrialDocument
 from controller_policy.spaces.base import Architecture
-from nas_operator.spec import DatasetClaim
-from nas_trainer.contract import Report, TrialDocument
+from nas_operator.api import DatasetClaim
 
 REPORT_PATH = "/v1/namespaces/{namespace}/searches/{search}/trials/{trial}/reports"
 """The status API route a trainer POSTs its reports to."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from nas_operator.spec import EPOCHS_IN_STATUS, TOP_K_LIMIT, TrialResult
+from nas_operator.api import EPOCHS_IN_STATUS, TOP_K_LIMIT, TrialResult
 
 MAX_EPOCHS_KEPT = 1000
 """Epoch reports kept per running attempt (``objective.lastEpochs`` is at most 1000)."""

@@ -45,9 +45,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller_policy.contract import Report, TrialDocument
 from controller_policy.objective import RewardError, compute_reward
 from controller_policy.spaces.base import Architecture, InvalidArchitecture, SearchSpace
 from controller_policy.strategies.base import Proposal, Strategy, StrategyError
+from nas_operator.api import (
+    EPOCHS_IN_STATUS,
+    Condition,
+    ControllerSummary,
+    NASSearch,
+    NASSearchSpec,
+    NASSearchStatus,
+    NASTrialSpec,
+    NASTrialStatus,
+    SpecError,
+    TrialCounts,
+    space_class,
+)
 from nas_operator.checkpoint import (
     CheckpointError,
     CheckpointStore,
@@ -65,21 +79,7 @@ from nas_operator.ledger import (
     report_digest,
 )
 from nas_operator.metrics import SearchMetrics
-from nas_operator.spec import (
-    EPOCHS_IN_STATUS,
-    Condition,
-    ControllerSummary,
-    NASSearch,
-    NASSearchSpec,
-    NASSearchStatus,
-    NASTrialSpec,
-    NASTrialStatus,
-    SpecError,
-    TrialCounts,
-    space_class,
-)
 from nas_operator.tokens import generate_key, trial_token
-from nas_trainer.contract import Report, TrialDocument
 
 log = logging.getLogger(__name__)
 

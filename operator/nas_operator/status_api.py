@@ -27,11 +27,12 @@ from collections.abc import Callable, Iterator
 from aiohttp import web
 from pydantic import ValidationError
 
+from controller_policy.contract import Report
+from controller_policy.strict import format_validation_error
 from nas_operator.launcher import REPORT_PATH
 from nas_operator.loop import ReportOutcome, SearchLoop
 from nas_operator.metrics import OperatorMetrics
 from nas_operator.tokens import check_token
-from nas_trainer.contract import Report
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,7 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"report.{loc}: {err.get('msg')}" if loc else f"report: {err.get('msg')}")
-    return "; ".join(parts)
+    return "; ".join(format_validation_error(exc, "report", absolute=())[:5])
 
 
 def create_app(

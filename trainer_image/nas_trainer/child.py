@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from controller_policy.contract import TrialDocument
 from controller_policy.spaces import InvalidArchitecture, make_space
-from nas_trainer.contract import TrialDocument
 from nas_trainer.datasets import Dataset, load_dataset
 from nas_trainer.models import build_model
 from nas_trainer.runtime import ConfigError, seed_everything

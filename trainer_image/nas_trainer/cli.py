@@ -20,8 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nas_trainer.checkpoint import EXIT_INTERRUPTED, StopRequest
-from nas_trainer.contract import (
+from controller_policy.contract import (
     DEFAULT_TERMINATION_FILE,
     ENV_TERMINATION_FILE,
     ENV_TRIAL_FILE,
@@ -29,6 +28,8 @@ from nas_trainer.contract import (
     Report,
     TrialDocument,
 )
+from controller_policy.strict import format_validation_error
+from nas_trainer.checkpoint import EXIT_INTERRUPTED, StopRequest
 from nas_trainer.datasets.errors import DatasetError
 from nas_trainer.loop import Interrupted, TrainingFailed, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter, log_to_stderr
@@ -60,12 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid trial document ({source}):"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(document)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "\n".join(lines)
+def describe_invalid(exc: ValidationError, source: str) -> str:
+    """The trial document's errors, one ``field: message`` line each (the project's wording)."""
+    lines = format_validation_error(exc, absolute=())
+    return f"invalid trial document ({source}):\n  " + "\n  ".join(lines)
 
 
 def read_trial_text(path: str | None) -> tuple[str, str]:
@@ -95,7 +94,7 @@ def parse_trial(text: str, source: str) -> TrialDocument:
     try:
         doc = TrialDocument.model_validate(raw)
     except ValidationError as exc:
-        raise TrialInputError(format_validation_error(exc, source)) from exc
+        raise TrialInputError(describe_invalid(exc, source)) from exc
     if doc.mode == "train" and doc.architecture is None:
         raise TrialInputError(f"invalid trial document ({source}):\n  architecture: required for mode 'train'")
     return doc

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from controller_policy.contract import Report, TrialDocument
 from nas_trainer.checkpoint import Checkpointer, Progress, StopRequest
-from nas_trainer.contract import Report, TrialDocument
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import Runtime
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from nas_trainer.contract import TrainingSpec
+from controller_policy.contract import TrainingSpec
 from nas_trainer.runtime import ConfigError
 
 

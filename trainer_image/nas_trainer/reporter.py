@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas_trainer.contract import (
+from controller_policy.contract import (
     DEFAULT_TERMINATION_FILE,
     ENV_REPORT_TOKEN,
     ENV_REPORT_URL,
@@ -137,7 +137,7 @@ class Reporter:
 
     @classmethod
     def from_env(cls) -> Reporter:
-        """Configured by the trial's environment (see ``nas_trainer.contract``)."""
+        """Configured by the trial's environment (see ``controller_policy.contract``)."""
         return cls(
             url=os.environ.get(ENV_REPORT_URL),
             token=os.environ.get(ENV_REPORT_TOKEN),

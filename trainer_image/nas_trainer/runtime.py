@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas_trainer.contract import TrainingSpec
+from controller_policy.contract import TrainingSpec
 
 log = logging.getLogger("nas_trainer")
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import Checkpointer, GeneratorState
-from nas_trainer.contract import TrainingSpec
 from nas_trainer.datasets import ImageData, ImageSplit
 from nas_trainer.loop import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from controller_policy.strict import Strict
 
 
 class InvalidArchitecture(ValueError):
@@ -79,10 +81,10 @@ class Slot:
     step_index: int
 
 
-class SpaceOptions(BaseModel):
+class SpaceOptions(Strict):
     """Base of every space's options; unknown fields are an error, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True)
 
 
 class SearchSpace(ABC):
@@ -201,10 +203,8 @@ class SearchSpace(ABC):
         return Architecture(space=self.type_name, tokens=valid, genotype=self.to_genotype(valid))
 
 
-class Architecture(BaseModel):
+class Architecture(Strict):
     """docs/design.md contract: ``{space, tokens, genotype}``; decoding is deterministic."""
-
-    model_config = ConfigDict(extra="forbid")
 
     space: str
     tokens: list[int]

@@ -24,20 +24,19 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from controller_policy.spaces.base import Architecture, SearchSpace
+from controller_policy.strict import Strict
 
 
 class StrategyError(ValueError):
     """Bad use of a strategy (unknown or already-told proposal, non-finite reward, bad config)."""
 
 
-class Proposal(BaseModel):
+class Proposal(Strict):
     """One architecture handed out by ``ask``; ``id`` is unique within the strategy's life."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: int
     architecture: Architecture
@@ -47,7 +46,7 @@ class Proposal(BaseModel):
     )
 
 
-class StrategyConfig(BaseModel):
+class StrategyConfig(Strict):
     """Base of every strategy's hyper-parameters; unknown fields are an error.
 
     Fields are snake_case in Python and camelCase in the NASSearch spec
@@ -55,7 +54,7 @@ class StrategyConfig(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, alias_generator=to_camel, allow_inf_nan=False
+        alias_generator=to_camel, allow_inf_nan=False
     )
 
     seed: int = 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from nas_operator.api import SpecError, parse_search, parse_spec
 from nas_operator.checkpoint import CheckpointError
 from nas_operator.kube.api import NASTRIALS, ApiError
 from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
@@ -32,7 +33,6 @@ from nas_operator.kube.status import StatusWriter, condition, search_ref, write_
 from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.ledger import FinishedTrial
 from nas_operator.loop import LoopEvent, SearchLoop
-from nas_operator.spec import SpecError, parse_search, parse_spec
 
 log = logging.getLogger(__name__)
 

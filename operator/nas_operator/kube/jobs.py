@@ -25,6 +25,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller_policy.contract import (
+    DEFAULT_TERMINATION_FILE,
+    ENV_REPORT_TOKEN,
+    ENV_REPORT_URL,
+    ENV_TERMINATION_FILE,
+    ENV_TRIAL_JSON,
+)
+from nas_operator.api import POD_CHECKPOINT_DIR, POD_TMP_DIR, TrialSpec
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.labels import (
     LABEL_ATTEMPT,
@@ -40,14 +48,6 @@ from nas_operator.kube.labels import (
     token_secret_name,
 )
 from nas_operator.launcher import LaunchRequest
-from nas_operator.spec import POD_CHECKPOINT_DIR, POD_TMP_DIR, TrialSpec
-from nas_trainer.contract import (
-    DEFAULT_TERMINATION_FILE,
-    ENV_REPORT_TOKEN,
-    ENV_REPORT_URL,
-    ENV_TERMINATION_FILE,
-    ENV_TRIAL_JSON,
-)
 
 CHECKPOINT_DIR = POD_CHECKPOINT_DIR
 """Where the trainer saves on SIGTERM (the trainer image creates and owns it)."""

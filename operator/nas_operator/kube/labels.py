@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas_operator.spec import API_GROUP, API_VERSION
+from nas_operator.api import API_GROUP, API_VERSION
 
 GROUP = API_GROUP
 VERSION = API_VERSION.split("/", 1)[1]

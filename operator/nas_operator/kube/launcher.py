@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from nas_operator.api import NASTrialSpec
 from nas_operator.kube.api import JOBS, NASTRIALS, ApiError, KubeApi
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.jobs import build_job
@@ -33,7 +34,6 @@ from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.launcher import Launcher, LaunchRequest, TrialObserver
 from nas_operator.ledger import Trial, job_name
 from nas_operator.loop import SearchLoop
-from nas_operator.spec import NASTrialSpec
 
 log = logging.getLogger(__name__)
 

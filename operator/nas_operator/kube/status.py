@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nas_operator.api import Condition, NASSearchStatus, NASTrialStatus, SearchProgress
 from nas_operator.kube.api import NASSEARCHES, NASTRIALS, ApiError, KubeApi
 from nas_operator.kube.events import EventRecorder, involved
 from nas_operator.kube.labels import SEARCH_KIND, TRIAL_KIND
 from nas_operator.loop import LoopEvent, SearchLoop, rfc3339
-from nas_operator.spec import Condition, NASSearchStatus, NASTrialStatus, SearchProgress
 
 log = logging.getLogger(__name__)
 

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas_operator.launcher import Launcher, LaunchRequest, TrialObserver
-from nas_trainer.contract import (
+from controller_policy.contract import (
     ENV_REPORT_TOKEN,
     ENV_REPORT_URL,
     ENV_TERMINATION_FILE,
     ENV_TRIAL_FILE,
     Report,
 )
+from nas_operator.launcher import Launcher, LaunchRequest, TrialObserver
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from nas_operator.api import NASSearch, SpecError, load_search_yaml
 from nas_operator.checkpoint import CheckpointError, DirectoryCheckpointStore
 from nas_operator.local.launcher import GRACE_SECONDS, LocalLauncher
 from nas_operator.local.output import CHECKPOINT_KEY, RunFolder, RunFolderError, RunSettings
@@ -31,7 +32,6 @@ from nas_operator.local.recorder import TrialRecorder
 from nas_operator.local.summary import load_summary, render_summary
 from nas_operator.loop import SearchLoop
 from nas_operator.metrics import OperatorMetrics
-from nas_operator.spec import NASSearch, SpecError, load_search_yaml
 from nas_operator.status_api import SearchRegistry, StatusServer, create_app
 
 EXIT_OK = 0

@@ -14,11 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from nas_operator.api import NASSearch, SpecError, load_search_yaml
 from nas_operator.checkpoint import CheckpointError, decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.genotype_graph import genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
-from nas_operator.spec import NASSearch, SpecError, load_search_yaml
 
 TOP_SHOWN = 5
 

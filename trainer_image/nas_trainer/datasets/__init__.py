@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nas_trainer.contract import DatasetSpec
+from controller_policy.contract import DatasetSpec
 from nas_trainer.datasets.errors import DatasetError
 from nas_trainer.datasets.images import (
     ImageData,

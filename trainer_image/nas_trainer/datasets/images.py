@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas_trainer.contract import DatasetSpec
+from controller_policy.contract import DatasetSpec
 from nas_trainer.datasets.augment import cutout, random_crop, random_flip
 from nas_trainer.datasets.errors import DatasetError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from nas_trainer.contract import DatasetSpec
+from controller_policy.contract import DatasetSpec
 from nas_trainer.datasets.errors import DatasetError
 
 EOS = "<eos>"

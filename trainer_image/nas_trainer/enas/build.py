@@ -10,12 +10,12 @@ from typing import Any
 
 from torch import nn
 
+from controller_policy.contract import EnasSpec, ModelSpec, TrialDocument
 from controller_policy.spaces import InvalidArchitecture, SearchSpace, make_space
 from controller_policy.spaces.enas_macro import EnasMacroSpace
 from controller_policy.spaces.enas_micro import EnasMicroSpace
 from controller_policy.spaces.enas_rnn import EnasRnnSpace
 from controller_policy.strategies import Reinforce, StrategyError, make_strategy
-from nas_trainer.contract import EnasSpec, ModelSpec, TrialDocument
 from nas_trainer.datasets import Dataset, ImageData
 from nas_trainer.enas.supernet_macro import MacroSupernet
 from nas_trainer.enas.supernet_micro import MicroSupernet

@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
+from controller_policy.contract import EnasSpec
 from controller_policy.spaces import Architecture
 from nas_trainer.checkpoint import Checkpointer
 from nas_trainer.child import DATA_SPLIT_SEED
-from nas_trainer.contract import EnasSpec
 from nas_trainer.datasets import ImageData, load_dataset
 from nas_trainer.enas.build import build_strategy, build_supernet, enas_space
 from nas_trainer.enas.tasks import ImageTask, LanguageTask, Task

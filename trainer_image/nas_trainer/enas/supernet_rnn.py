@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_rnn import EnasRnnSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models.recurrent import (
     ACTIVATION_FNS,
     ENAS_LAYERS,

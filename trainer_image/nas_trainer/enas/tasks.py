@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import GeneratorState
-from nas_trainer.contract import TrainingSpec
 from nas_trainer.datasets import ImageData, TextData
 from nas_trainer.enas.shared import SampledChild
 from nas_trainer.loop import TrainingFailed

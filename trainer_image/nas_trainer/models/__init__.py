@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces import Architecture, make_space
-from nas_trainer.contract import ModelSpec
 
 ModelBuilder = Callable[..., nn.Module]
 BUILDERS: dict[str, ModelBuilder] = {}

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_micro import EnasMicroSpace
 from controller_policy.spaces.nasnet import CellLayout, NasnetSpace, TwoCellSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 from nas_trainer.models.ops import IMAGE_OPS, FactorizedReduce, ReLUConvBN, drop_path
 

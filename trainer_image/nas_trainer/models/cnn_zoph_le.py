@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 
 BLOCK_DEPTH = 3

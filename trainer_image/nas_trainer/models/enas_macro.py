@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_macro import EnasMacroSpace
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 from nas_trainer.models.cnn_zoph_le import concat_padded
 from nas_trainer.models.ops import FactorizedReduce, Pool, ReLUConvBN, SepConv

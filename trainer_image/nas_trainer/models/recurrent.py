@@ -25,6 +25,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.base import InvalidArchitecture
 from controller_policy.spaces.enas_rnn import EnasRnnOptions, EnasRnnSpace
 from controller_policy.spaces.zoph_le_rnn import (
@@ -34,7 +35,6 @@ from controller_policy.spaces.zoph_le_rnn import (
     ZophLeRnnSpace,
     tree_children,
 )
-from nas_trainer.contract import ModelSpec
 from nas_trainer.models import register_builder
 
 ZOPH_LE_LAYERS = 2

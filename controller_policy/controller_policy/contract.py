@@ -8,18 +8,19 @@ Reporting: the trainer POSTs ``Report`` bodies as JSON to ``KUBENAS_REPORT_URL``
 written to the termination-message file (``KUBENAS_TERMINATION_FILE``, default
 ``/dev/termination-log``) as one JSON ``Report``.
 
-This module imports only pydantic so that the operator can use it without the
-trainer's heavy dependencies.
+It lives in the core package that both images ship (``controller_policy``) and
+imports only pydantic, so the operator speaks it without the trainer package.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller_policy.objective import Objective
 from controller_policy.spaces.base import Architecture
+from controller_policy.strict import Strict
 
 ENV_TRIAL_FILE = "KUBENAS_TRIAL_FILE"
 ENV_TRIAL_JSON = "KUBENAS_TRIAL_JSON"
@@ -31,14 +32,10 @@ TERMINATION_MESSAGE_LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a termination message."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
 DatasetName = Literal["cifar10", "ptb", "digits", "pydoc-text", "synthetic"]
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """Which data a trial trains on. ``digits`` and ``pydoc-text`` ship offline (bundled)."""
 
     name: DatasetName = Field(
@@ -60,7 +57,7 @@ class DatasetSpec(_Strict):
     download: bool = Field(default=False, description="Download when missing and online.")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     """How a genotype is turned into a network of a given size (NASNet's N@F and friends)."""
 
     cellsPerStage: int = Field(default=2, ge=1, description="N: cells between reductions.")
@@ -81,7 +78,7 @@ class ModelSpec(_Strict):
     variationalDropout: float = Field(default=0.0, ge=0, lt=1)
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(Strict):
     """Child-training hyper-parameters (papers' values are the defaults of a full search)."""
 
     epochs: int = Field(default=10, ge=1)
@@ -115,7 +112,7 @@ class TrainingSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
 
 
-class EnasSpec(_Strict):
+class EnasSpec(Strict):
     """Weight-sharing (ENAS) mode: one process holds the supernet and the controller."""
 
     controller: dict[str, Any] = Field(
@@ -126,7 +123,7 @@ class EnasSpec(_Strict):
     deriveSamples: int = Field(default=100, ge=1)
 
 
-class TrialDocument(_Strict):
+class TrialDocument(Strict):
     """Everything a trainer needs for one trial attempt."""
 
     apiVersion: Literal["kubenas.dev/v1alpha1"] = "kubenas.dev/v1alpha1"
@@ -154,7 +151,7 @@ class TrialDocument(_Strict):
 ReportKind = Literal["epoch", "final", "interrupted", "failed"]
 
 
-class Report(_Strict):
+class Report(Strict):
     """One POST body. ``epoch`` reports carry one epoch's metrics; ``final`` all of them."""
 
     kind: ReportKind

@@ -1,0 +1,125 @@
+"""Status models of NASSearch and NASTrial: what the operator writes, summaries only.
+
+Why separate: status is written by the loop's views and the status writers
+(``kube/status.py``, ``local/progress.py``) and never validated from user input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from controller_policy.strict import Strict
+from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
+
+SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+
+
+class Condition(Strict):
+    """A status condition (Kubernetes API conventions)."""
+
+    type: str = Field(description="Condition type, e.g. Running, Suspended, Complete, Failed.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    lastTransitionTime: str = Field(description="When status last changed (RFC 3339).")
+    observedGeneration: int | None = Field(
+        default=None, description="The spec generation this condition was computed from."
+    )
+
+
+class TrialCounts(Strict):
+    """How many trials are in each state (retries counted separately, as attempts)."""
+
+    total: int = Field(default=0, description="Trials created so far (at most maxTrials).")
+    pending: int = Field(default=0, description="Waiting for a slot or for their pod to start.")
+    running: int = Field(default=0, description="Running now.")
+    succeeded: int = Field(default=0, description="Finished with a reward.")
+    failed: int = Field(default=0, description="Failed for good (after retries).")
+    cancelled: int = Field(default=0, description="Stopped by the search (goal, deadline, ...).")
+    retried: int = Field(default=0, description="Attempts relaunched after a failure.")
+
+
+class TrialResult(Strict):
+    """One scored trial, as listed in best and topK."""
+
+    trial: str = Field(description="NASTrial name.")
+    reward: float = Field(description="Reward computed from the reported metrics.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Final metrics.")
+    tokens: list[int] = Field(default_factory=list, description="The architecture's token list.")
+    genotype: dict[str, Any] | None = Field(
+        default=None, description="Readable architecture (best only)."
+    )
+
+
+class ControllerSummary(Strict):
+    """The strategy's learning state, in brief."""
+
+    updates: int = Field(default=0, description="Controller updates so far.")
+    baseline: float | None = Field(default=None, description="Moving-average reward baseline.")
+    entropy: float | None = Field(default=None, description="Policy entropy (nats).")
+    checkpointRef: str | None = Field(default=None, description="Where the checkpoint is stored.")
+    checkpointBytes: int | None = Field(default=None, description="Size of the last checkpoint.")
+
+
+class SearchProgress(Strict):
+    """Progress of a long trial (an ENAS search runs as one trainer): its latest epoch."""
+
+    trial: str = Field(description="The trial reporting progress.")
+    epoch: int = Field(ge=0, description="Latest epoch reported (0-based).")
+    epochs: int | None = Field(default=None, ge=1, description="Epochs planned.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="That epoch's metrics.")
+
+
+class NASSearchStatus(Strict):
+    """``status`` of a NASSearch: summaries only, never the whole history."""
+
+    phase: SearchPhase = Field(default="Pending", description="Pending, Running, Suspended, ...")
+    reason: str | None = Field(default=None, description="Why the search is in this phase.")
+    message: str | None = Field(default=None, description="Details of the reason.")
+    observedGeneration: int | None = Field(default=None, description="Last spec generation seen.")
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+    trials: TrialCounts = Field(default_factory=TrialCounts, description="Trial counts.")
+    best: TrialResult | None = Field(default=None, description="The best trial so far.")
+    topK: list[TrialResult] = Field(
+        default_factory=list,
+        max_length=TOP_K_LIMIT,
+        description=f"The best {TOP_K_LIMIT} trials, best first.",
+    )
+    finalTraining: list[TrialResult] = Field(
+        default_factory=list,
+        max_length=TOP_K_LIMIT,
+        description="Results of the final retraining runs.",
+    )
+    controller: ControllerSummary = Field(
+        default_factory=ControllerSummary, description="Controller summary."
+    )
+    progress: SearchProgress | None = Field(
+        default=None, description="Latest epoch of a long-running trial (ENAS)."
+    )
+    startTime: str | None = Field(default=None, description="When the search started (RFC 3339).")
+    completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
+
+
+class NASTrialStatus(Strict):
+    """``status`` of a NASTrial."""
+
+    phase: TrialPhase = Field(default="Pending", description="Pending, Running, Succeeded, ...")
+    attempt: int = Field(default=0, ge=0, description="The attempt this status describes.")
+    epochs: list[dict[str, float]] = Field(
+        default_factory=list,
+        max_length=EPOCHS_IN_STATUS,
+        description=f"Per-epoch metrics, the latest {EPOCHS_IN_STATUS}.",
+    )
+    metrics: dict[str, float] = Field(default_factory=dict, description="Final metrics.")
+    reward: float | None = Field(default=None, description="Reward of the final metrics.")
+    startTime: str | None = Field(default=None, description="When the first attempt started.")
+    completionTime: str | None = Field(default=None, description="When the trial finished.")
+    jobName: str | None = Field(default=None, description="Job (or process) of the attempt.")
+    failureReason: str | None = Field(default=None, description="Why the trial failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Conditions, e.g. Scheduled=False while no node fits."
+    )
+

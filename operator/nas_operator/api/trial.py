@@ -1,0 +1,188 @@
+"""``spec.trial``: how each trial runs — image, data (and the claim it lives on), training,
+and where on the cluster.
+
+Why separate: the Job builder (``kube/jobs.py``) and the launchers need these
+without the search-level models (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from controller_policy.contract import DatasetSpec, TrainingSpec
+from controller_policy.strict import Strict
+from nas_operator.api.constants import (
+    BUNDLED_DATASETS,
+    DEFAULT_TRAINER_IMAGE,
+    POD_CHECKPOINT_DIR,
+    POD_TMP_DIR,
+)
+
+
+class Toleration(Strict):
+    """A Kubernetes toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists = all taints.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value (operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty = all."
+    )
+    tolerationSeconds: int | None = Field(
+        default=None, description="NoExecute: how long the pod stays bound after the taint."
+    )
+
+
+Quantity = int | float | str
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$")
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class DatasetClaim(Strict):
+    """A PersistentVolumeClaim holding the dataset files (a core/v1 volume source, plus subPath)."""
+
+    claimName: str = Field(
+        description="Name of the PersistentVolumeClaim, in the search's namespace.",
+        json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    )
+    readOnly: bool = Field(
+        default=True,
+        description="Mount read-only (the default: trials only read, and many share the claim; "
+        "a ReadOnlyMany claim needs it). False only to let dataset.download fill the claim.",
+    )
+    subPath: str | None = Field(
+        default=None,
+        description="Folder inside the claim to mount at dataset.path (relative, no '..'); "
+        "default: the claim's root.",
+    )
+
+    @field_validator("claimName")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a PersistentVolumeClaim name: lower-case letters, digits, "
+                "'-' and '.', starting and ending with a letter or digit, at most 253 characters"
+            )
+        return value
+
+    @field_validator("subPath")
+    @classmethod
+    def _sub_path(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value or value.startswith("/") or ".." in value.split("/")
+        ):
+            raise ValueError(
+                f"{value!r} must be a relative folder inside the claim without '..' "
+                "(e.g. 'cifar10'); leave it out to mount the claim's root"
+            )
+        return value
+
+
+class TrialDataset(DatasetSpec):
+    """The trainer's ``DatasetSpec`` plus, on a cluster, the volume its files live on.
+
+    The claim is a pod concern, so it lives here (the operator's spec) rather than in the
+    trainer's contract: the trainer only ever sees ``path`` (``trainer_spec``).
+    """
+
+    persistentVolumeClaim: DatasetClaim | None = Field(
+        default=None,
+        description="Mount this PersistentVolumeClaim at dataset.path in every trial pod "
+        "(read-only by default). Cluster only: `kubenas run` reads dataset.path on this machine.",
+    )
+
+    def trainer_spec(self) -> DatasetSpec:
+        """What the trainer's document carries: everything but the claim."""
+        return DatasetSpec.model_validate(
+            self.model_dump(exclude={"persistentVolumeClaim"}, exclude_unset=True)
+        )
+
+    def problems(self, field: str) -> list[str]:
+        """Cross-field errors of a dataset at ``field`` (e.g. ``spec.trial.dataset``)."""
+        claim = self.persistentVolumeClaim
+        if claim is None:
+            return []
+        where = f"{field}.persistentVolumeClaim"
+        if self.name in BUNDLED_DATASETS:
+            return [f"{where}: dataset {self.name!r} is built into the trainer and reads no "
+                    "files; remove the claim, or use cifar10 or ptb"]
+        path = self.path or ""
+        if not path.startswith("/"):
+            return [f"{field}.path: must be an absolute path when {where} is set (the claim is "
+                    f"mounted there), got {self.path!r}; e.g. /data/{self.name}"]
+        errors = []
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts or "." in parts:
+            errors.append(f"{field}.path: {path!r} must not contain '.' or '..' segments")
+        elif not parts:
+            errors.append(f"{field}.path: the claim cannot be mounted at '/' (it would hide the "
+                          "trainer image); use a folder such as /data")
+        else:
+            mount = "/" + "/".join(parts)
+            for own in (POD_TMP_DIR, POD_CHECKPOINT_DIR):
+                if mount == own or mount.startswith(own + "/"):
+                    errors.append(f"{field}.path: {path!r} is inside {own}, which the trial pod "
+                                  "mounts for itself; use a folder such as /data")
+        if self.download and claim.readOnly:
+            errors.append(f"{field}.download: cannot download into a read-only claim; set "
+                          f"{where}.readOnly to false, or download to false")
+        return errors
+
+
+class TrialSpec(Strict):
+    """How each trial runs: image, data, training, and where on the cluster."""
+
+    image: str = Field(default=DEFAULT_TRAINER_IMAGE, description="Trainer container image.")
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="Container image pull policy."
+    )
+    dataset: TrialDataset | None = Field(
+        default=None,
+        description="Training data. Default: the bundled 'digits' (image spaces) or "
+        "'pydoc-text' (language spaces).",
+    )
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec, description="Child-training hyper-parameters."
+    )
+    resources: dict[str, dict[str, Quantity]] = Field(
+        default_factory=dict,
+        description="Container resources, e.g. {limits: {nvidia.com/gpu: 1}, requests: {cpu: 4}}.",
+    )
+    nodeSelector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the trial pods must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of the trial pods (e.g. GPU taints)."
+    )
+    priorityClassName: str | None = Field(default=None, description="Pod priority class.")
+    queueName: str | None = Field(
+        default=None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name on the Job)."
+    )
+    retries: int = Field(
+        default=2, ge=0, le=100, description="Extra attempts of a failed trial before it fails."
+    )
+    activeDeadlineSeconds: int | None = Field(
+        default=None, ge=1, description="Time limit of one attempt; past it the attempt fails."
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, dict[str, Quantity]]) -> dict[str, dict[str, Quantity]]:
+        for section, amounts in value.items():
+            if section not in ("limits", "requests"):
+                raise ValueError(
+                    f"spec.trial.resources.{section}: unknown section; use 'limits' or 'requests'"
+                )
+            for name, amount in amounts.items():
+                if isinstance(amount, bool) or not _QUANTITY.match(str(amount)):
+                    raise ValueError(
+                        f"spec.trial.resources.{section}.{name}: {amount!r} is not a quantity; "
+                        "write e.g. 1, '500m', '4Gi'"
+                    )
+        return value
+

@@ -1,0 +1,132 @@
+"""Cross-field checks of a NASSearch spec, run after its defaults are filled in.
+
+Why separate from the models: these rules read several parts of the spec at once
+(space, strategy, objective, data, budget) and each names the field to fix and
+how (docs/design.md); pydantic checks single fields on the models themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from nas_operator.api.defaults import (
+    KIND_DATASETS,
+    KIND_METRIC,
+    SPACE_KIND,
+    config_model,
+    enas_spec,
+    final_training_spec,
+    validate_over_defaults,
+    validated_strategy_config,
+)
+from nas_operator.api.errors import format_validation_error
+
+if TYPE_CHECKING:
+    from nas_operator.api.resources import NASSearchSpec
+
+_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
+
+
+def parse_duration(value: int | float | str, field: str = "spec.budget.deadline") -> float:
+    """Seconds from an int, or a string like ``90``, ``45m``, ``2h30m``, ``1d`` (no fractions)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field}: expected seconds or a duration such as '2h30m', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(f"{field}: must be positive, got {value}")
+        return float(value)
+    text = str(value).strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        match = _DURATION.match(text)
+        if not text or not match or not any(match.groups()):
+            raise ValueError(
+                f"{field}: {value!r} is not a duration; write seconds (3600) or "
+                "days/hours/minutes/seconds such as '1d', '2h30m', '45m', '90s'"
+            )
+        d, h, m, s = (int(g) if g else 0 for g in match.groups())
+        seconds = float(((d * 24 + h) * 60 + m) * 60 + s)
+    if seconds <= 0:
+        raise ValueError(f"{field}: must be positive, got {value!r}")
+    return seconds
+
+
+def cross_checks(spec: NASSearchSpec) -> list[str]:
+    """Every cross-field problem of a defaulted spec, one ``spec.path: ...`` line each."""
+    errors: list[str] = []
+    space = spec.searchSpace.type
+    kind = SPACE_KIND[space]
+    st = spec.strategy
+    budget = spec.budget
+    assert spec.objective is not None and spec.trial.dataset is not None
+    assert budget.maxTrials is not None and budget.parallelism is not None
+    if st.type == "enas" and not space.startswith("enas-"):
+        errors.append(
+            f"spec.strategy.type: 'enas' shares weights only in the enas-* spaces, not "
+            f"{space!r}; use reinforce, ppo, random or evolution, or an enas-* searchSpace.type"
+        )
+    if st.type == "enas" and budget.maxTrials != 1:
+        errors.append(
+            f"spec.budget.maxTrials: must be 1 with strategy.type 'enas' (one trainer runs the "
+            f"whole weight-sharing search), got {budget.maxTrials}; use finalTraining to retrain"
+        )
+    if spec.objective.metric != KIND_METRIC[kind]:
+        errors.append(
+            f"spec.objective.metric: {space!r} is a {kind} space scored by "
+            f"{KIND_METRIC[kind]!r}, not {spec.objective.metric!r}"
+        )
+    if spec.trial.dataset.name not in KIND_DATASETS[kind]:
+        errors.append(
+            f"spec.trial.dataset.name: {spec.trial.dataset.name!r} does not fit the {kind} "
+            f"space {space!r}; use one of {', '.join(KIND_DATASETS[kind])}"
+        )
+    errors.extend(spec.trial.dataset.problems("spec.trial.dataset"))
+    if budget.parallelism > budget.maxTrials:
+        errors.append(
+            f"spec.budget.parallelism ({budget.parallelism}) must not exceed "
+            f"spec.budget.maxTrials ({budget.maxTrials})"
+        )
+    final = spec.finalTraining
+    if final is not None:
+        if final.topK > budget.maxTrials:
+            errors.append(
+                f"spec.finalTraining.topK ({final.topK}) must not exceed "
+                f"spec.budget.maxTrials ({budget.maxTrials})"
+            )
+        if final.dataset is not None and final.dataset.name not in KIND_DATASETS[kind]:
+            errors.append(
+                f"spec.finalTraining.dataset.name: {final.dataset.name!r} does not fit the "
+                f"{kind} space {space!r}; use one of {', '.join(KIND_DATASETS[kind])}"
+            )
+        if final.dataset is not None:
+            errors.extend(final.dataset.problems("spec.finalTraining.dataset"))
+        try:
+            final_training_spec(spec)
+        except ValidationError as exc:
+            errors.extend(format_validation_error(exc, "spec.finalTraining.training"))
+    errors.extend(_strategy_config_problems(spec))
+    return errors
+
+
+def _strategy_config_problems(spec: NASSearchSpec) -> list[str]:
+    if spec.strategy.type == "enas":
+        try:
+            enas = enas_spec(spec)
+        except ValidationError as exc:
+            return format_validation_error(exc, "spec.strategy.config")
+        model = config_model("reinforce")
+        assert model is not None
+        try:
+            validate_over_defaults(model, "reinforce", spec.searchSpace.type, enas.controller)
+        except ValidationError as exc:
+            return format_validation_error(exc, "spec.strategy.config.controller")
+        return []
+    try:
+        validated_strategy_config(spec)
+    except ValidationError as exc:
+        return format_validation_error(exc, "spec.strategy.config")
+    return []

@@ -1,0 +1,98 @@
+"""The project's import graph: one-way layers (docs/design.md, "Module layout").
+
+Read from the source with ``ast`` (nothing is imported): the operator never
+imports the trainer package and the core imports neither. Imports under
+``if TYPE_CHECKING:`` are for type checkers only and do not count.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {
+    "controller_policy": ROOT / "controller_policy",
+    "nas_trainer": ROOT / "trainer_image",
+    "nas_operator": ROOT / "operator",
+}
+
+
+def _module_name(base: Path, path: Path) -> str:
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """Modules named by the import statements of one file, type-checking blocks left out."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def project_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (a package counts as its ``__init__``)."""
+    files: dict[str, Path] = {}
+    for top, base in PACKAGES.items():
+        for path in (base / top).rglob("*.py"):
+            files[_module_name(base, path)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        named = _imports(ast.parse(path.read_text(encoding="utf-8")), name,
+                         path.name == "__init__.py")
+        graph[name] = {m for m in named if m in files and m != name}
+    return graph
+
+
+GRAPH = project_graph()
+
+
+def test_the_graph_covers_the_three_packages() -> None:
+    tops = {name.split(".")[0] for name in GRAPH}
+    assert tops == set(PACKAGES)
+    assert "nas_operator.kube.controller" in GRAPH and GRAPH["nas_operator.kube.controller"]
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("nas_operator", "nas_trainer"),
+    ("controller_policy", "nas_trainer"),
+    ("controller_policy", "nas_operator"),
+    ("nas_trainer", "nas_operator"),
+])
+def test_layers_import_one_way(package: str, forbidden: str) -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items() if module.split(".")[0] == package
+        for target in targets if target.split(".")[0] == forbidden
+    )
+    assert not wrong, "\n".join(wrong)
