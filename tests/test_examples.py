@@ -4,6 +4,7 @@ trainer process, with progress, run folder, derived best architecture, Ctrl-C an
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,7 @@ def test_local_enas_example_runs_as_one_trainer_with_progress_resume_and_a_deriv
     spec["trial"]["dataset"].update({"maxTrainExamples": 96, "validationSize": 64})
     spec["trial"]["training"].update({"epochs": 2, "batchSize": 32, "threads": 1})
     spec["trial"]["training"]["model"].update({"filters": 4})
+    spec["finalTraining"]["training"]["epochs"] = 1
     search = write_yaml(tmp_path / "enas.yaml", doc)
     out = tmp_path / "run"
     log = out / "trials" / "local-enas-micro-t0000" / "a0" / "output.log"
@@ -149,14 +151,25 @@ def test_local_enas_example_runs_as_one_trainer_with_progress_resume_and_a_deriv
 
     capsys.readouterr()
     assert cli.main(["run", "--resume", str(out), "--quiet"]) == 0
-    assert "epoch 2/2:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "epoch 2/2:" in printed
+    # the supernet's score and the standalone retraining of the derived cell, told apart
+    assert "succeeded: reward" in printed and "supernet score (shared weights" in printed
+    assert "retraining local-enas-micro-f0000 epoch 1/1:" in printed
+    assert re.search(r"^retrained   local-enas-micro-f0000 of local-enas-micro-t0000  reward "
+                     r"[0-9.]+  \(val_accuracy [0-9.]+.*trained alone, 1 epochs", printed, re.M)
     resumed = (out / "trials" / "local-enas-micro-t0000" / "a1" / "output.log").read_text()
     assert "resumed from" in resumed  # the requeued attempt continued the supernet's training
 
     rows = csv_rows(out)
     assert [(r["trial"], r["phase"], r["attempt"]) for r in rows] == [
-        ("local-enas-micro-t0000", "Succeeded", "1")]
+        ("local-enas-micro-t0000", "Succeeded", "1"), ("local-enas-micro-f0000", "Succeeded", "0")]
     best = yaml.safe_load((out / "best.json").read_text())
+    assert best["trial"] == "local-enas-micro-t0000" and best["scoredBy"] == "supernet"
+    [retrained] = best["retrained"]
+    assert retrained["trial"] == "local-enas-micro-f0000"
+    assert retrained["retrains"] == "local-enas-micro-t0000"
+    assert retrained["metrics"]["val_accuracy"] == float(rows[1]["val_accuracy"])
     arch = best["architecture"]
     space = space_class("enas-micro")(best["spaceOptions"])
     assert arch["space"] == "enas-micro" and space.validate_tokens(arch["tokens"]) == arch["tokens"]

@@ -52,6 +52,9 @@ class RunSettings:
     status_port: int | None = None
     """Last port of the status API: a resumed runner takes it again when it is free, so
     trainers that outlived the previous runner still reach it."""
+    workdir: str | None = None
+    """The directory ``kubenas run`` was started from: relative paths in the search (dataset
+    paths) mean paths from there, also when a resume starts elsewhere."""
 
 
 @dataclass
@@ -75,7 +78,9 @@ class RunFolder:
     """Paths and files of one run folder."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        # Absolute once, against the user's directory: trainers run with their attempt folder
+        # as working directory, so a relative path handed to them would point nowhere.
+        self.root = Path(root).absolute()
         self.search_yaml = self.root / "search.yaml"
         self.run_json = self.root / "run.json"
         self.key_file = self.root / "search.key"

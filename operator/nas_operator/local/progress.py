@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from nas_operator.loop import LoopEvent, SearchLoop
+from nas_operator.retrained import SCORE_LABEL, scored_by
 
 LINE_EVENTS = frozenset({
     "TrialSucceeded", "TrialRetried", "TrialFailed", "TrialCancelled", "TrialRequeued",
@@ -70,13 +71,21 @@ class ProgressView:
             self._progress.stop()
             self._progress = None
 
+    def stage(self, trial: str | None) -> str | None:
+        parsed = self.loop.ledger.parse(trial) if trial else None
+        return parsed[0] if parsed else None
+
     def __call__(self, event: LoopEvent) -> None:
-        if event.reason == "TrialEpoch" and self.enas:
+        final = self.stage(event.trial) == "final"
+        if event.reason == "TrialEpoch" and (self.enas or final):
             epoch = event.data.get("epoch")
             if isinstance(epoch, int):
-                self.epochs_done = max(self.epochs_done, epoch + 1)
+                if not final:
+                    self.epochs_done = max(self.epochs_done, epoch + 1)
                 if self.quiet:
-                    self.print(f"epoch {epoch + 1}/{self.total}: " + _metrics(event.data))
+                    total = self.loop.spec.final_training_spec().epochs if final else self.total
+                    what = f"retraining {event.trial} " if final else ""
+                    self.print(f"{what}epoch {epoch + 1}/{total}: " + _metrics(event.data))
         if event.reason in LINE_EVENTS:
             self.print(self._line(event))
         self.refresh()
@@ -104,15 +113,25 @@ class ProgressView:
 
     def _line(self, event: LoopEvent) -> str:
         prefix = "!" if event.type == "Warning" else " "
-        if event.reason in ("TrialSucceeded", "TrialFailed") and not self.enas:
+        stage = self.stage(event.trial)
+        if event.reason == "TrialSucceeded" and stage is not None:
+            scores = _metrics(event.data, ("val_accuracy", "val_perplexity"))
+            label = ("retrained alone" if stage == "final"
+                     else SCORE_LABEL[scored_by(self.loop.spec.strategy.type)])
+            line = f"{event.message} ({scores}; {label})" if scores else event.message
+            if stage == "search" and not self.enas:
+                return f"{prefix} [{self.done_count()}/{self.total}] {line}"
+            return f"{prefix} {line}"
+        if event.reason == "TrialFailed" and not self.enas:
             return f"{prefix} [{self.done_count()}/{self.total}] {event.message}"
         return f"{prefix} {event.message}"
 
 
-def _metrics(data: dict[str, object]) -> str:
+def _metrics(data: dict[str, object], names: tuple[str, ...] | None = None) -> str:
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         return ""
     shown = [(k, v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and math.isfinite(v) and "val" in k]
+             if isinstance(v, (int, float)) and math.isfinite(v)
+             and (k in names if names is not None else "val" in k)]
     return ", ".join(f"{k}={v:.4g}" for k, v in shown[:4])

@@ -15,6 +15,7 @@ from nas_operator.ledger import Trial
 from nas_operator.local.genotype_graph import UnknownGenotype, genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
 from nas_operator.loop import LoopEvent, SearchLoop, rfc3339
+from nas_operator.retrained import retrained_entries, scored_by
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class TrialRecorder:
             row = self.row(event.trial)
             if row is not None:
                 self.folder.record(row)
+            if event.reason == "TrialSucceeded" and row is not None and row.stage == "final":
+                self.write_best()  # best.json carries the retrained score beside the search's
         elif event.reason == "NewBest":
             self.write_best()
 
@@ -54,8 +57,11 @@ class TrialRecorder:
         )  # fmt: skip
 
     def best_document(self) -> dict[str, Any] | None:
-        """best.json: the best trial's architecture (exportable as is), reward and metrics."""
-        best = self.loop.status().best
+        """best.json: the best trial's architecture (exportable as is), reward and metrics;
+        ``scoredBy`` says whether the reward came from standalone training or the supernet,
+        ``retrained`` holds the final-training runs of the top architectures."""
+        status = self.loop.status()
+        best = status.best
         if best is None:
             return None
         genotype = best.genotype or {}
@@ -64,6 +70,8 @@ class TrialRecorder:
             "namespace": self.loop.namespace,
             "trial": best.trial,
             "reward": best.reward,
+            "scoredBy": scored_by(self.loop.spec.strategy.type),
+            "retrained": retrained_entries(status.topK, status.finalTraining),
             "objective": self.loop.spec.effective_objective().model_dump(),
             "metrics": best.metrics,
             "architecture": {"space": self.loop.spec.searchSpace.type, "tokens": best.tokens,

@@ -90,7 +90,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         assert options.search_file is not None
         search = _load(options.search_file)
         folder = RunFolder(options.out or Path("runs") / search.metadata.name)
-        settings = RunSettings()
+        settings = RunSettings(workdir=str(Path.cwd()))
         resumed = False
     if options.parallel is not None:
         settings.parallel = options.parallel
@@ -138,6 +138,18 @@ def apply_settings(search: NASSearch, settings: RunSettings) -> None:
     if settings.parallel is not None:
         budget.parallelism = max(1, min(settings.parallel, budget.max_trials()))
     search.spec.suspend = False
+    if settings.workdir is not None:
+        resolve_dataset_paths(search, Path(settings.workdir))
+
+
+def resolve_dataset_paths(search: NASSearch, workdir: Path) -> None:
+    """Relative dataset paths mean paths from where ``kubenas run`` started (``workdir``),
+    never from a trainer's attempt folder."""
+    spec = search.spec
+    datasets = [spec.trial.dataset, spec.finalTraining and spec.finalTraining.dataset]
+    for dataset in datasets:
+        if dataset is not None and dataset.path and not Path(dataset.path).is_absolute():
+            dataset.path = str(workdir / dataset.path)
 
 
 def trainer_env(search: NASSearch) -> dict[str, str]:

@@ -19,6 +19,7 @@ from nas_operator.checkpoint import CheckpointError, decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.genotype_graph import genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
+from nas_operator.retrained import SCORE_LABEL, scored_by
 
 TOP_SHOWN = 5
 
@@ -100,15 +101,20 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         console.print(f"controller  {ctl['updates']} updates{extra}", highlight=False)
     best = summary.best
     if best is not None:
-        metrics = best.get("metrics") or {}
-        shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("val_accuracy", "val_perplexity")
-                          if k in metrics)
-        if "params" in metrics:
-            shown += f", {metrics['params']:,.0f} params"
-        console.print(f"[bold]best[/bold]        {best['trial']}  reward {best['reward']:.4g}"
-                      + (f"  ({shown})" if shown else ""), highlight=False)
+        source = best.get("scoredBy") or scored_by(spec.strategy.type)
+        console.print(f"[bold]best[/bold]        {best['trial']}  reward {best['reward']:.4g}  "
+                      f"({_scores(best.get('metrics') or {})})  {SCORE_LABEL[source]}",
+                      highlight=False)
         genotype = (best.get("architecture") or {}).get("genotype")
         console.print(f"            {genotype_summary(genotype)}", highlight=False, markup=False)
+        for run in best.get("retrained") or []:
+            of = f" of {run['retrains']}" if run.get("retrains") else ""
+            console.print(f"[bold]retrained[/bold]   {run['trial']}{of}  reward {run['reward']:.4g}"
+                          f"  ({_scores(run.get('metrics') or {})})  trained alone, "
+                          f"{_epochs(run.get('metrics') or {}, spec)} epochs", highlight=False)
+        if source == "supernet" and not best.get("retrained") and summary.finished:
+            console.print("            (no finalTraining: the supernet score is a ranking signal, "
+                          "not the accuracy of the cell trained alone)", highlight=False)
     ranked = sorted((r for r in summary.rows if r.stage == "search" and r.reward is not None),
                     key=lambda r: -(r.reward or 0.0))[:TOP_SHOWN]
     if ranked:
@@ -129,6 +135,19 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         console.print("files       " + ", ".join(p.name for p in files), highlight=False)
     if not summary.finished:
         console.print(f"resume with: kubenas run --resume {folder.root}", highlight=False)
+
+
+def _scores(metrics: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("val_accuracy", "val_perplexity")
+                      if isinstance(metrics.get(k), (int, float)))
+    if isinstance(metrics.get("params"), (int, float)):
+        shown += f", {metrics['params']:,.0f} params"
+    return shown
+
+
+def _epochs(metrics: dict[str, Any], spec: Any) -> int:
+    epochs = metrics.get("epochs")
+    return int(epochs) if isinstance(epochs, (int, float)) else spec.final_training_spec().epochs
 
 
 def _duration(seconds: float) -> str:
