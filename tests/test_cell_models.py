@@ -53,7 +53,7 @@ def test_nasnet_a_6_at_768_has_the_published_3_3m_parameters() -> None:
 
 
 def test_enas_micro_final_model_matches_the_published_4_6m_with_aux_head() -> None:
-    """The published arc at N = 5 per stage, 36 channels (stem 108), aux head (PAPERS §7).
+    """The published arc at N = 5 per stage, 36 channels (stem 108), aux head (docs/papers.md §7).
 
     Measured: 3,729,430 without and 4,205,856 with the auxiliary head. The paper
     says 4.6M; the reference code prints 3,894,372 for this model plus 494,848 for
@@ -62,7 +62,7 @@ def test_enas_micro_final_model_matches_the_published_4_6m_with_aux_head() -> No
     pass h_i through a second ReLU-1x1conv-BN ("layer_base" after "calibrate"),
     C*C + 2C parameters per cell, which we do not repeat; and our classifier has a
     bias (10 parameters). Its aux head reads the next cell (720 channels), ours the
-    second reduction cell's output (576), as PAPERS §7 words it.
+    second reduction cell's output (576), as docs/papers.md §7 words it.
     """
     spec = ModelSpec(cellsPerStage=5, filters=36, stemMultiplier=3, auxiliaryHead=True)
     model = build_enas_micro(

@@ -229,8 +229,8 @@ def test_enas_macro_skip_bit_j_selects_node_j_of_stem_then_layers() -> None:
 
 
 def test_enas_macro_final_size_model_parameter_count() -> None:
-    """24 layers, 96 channels (PAPERS §7 final macro). The paper reports 21.3M parameters
-    for its derived arc, which PAPERS does not list, so no arc can be checked against it.
+    """24 layers, 96 channels (docs/papers.md §7 final macro). The paper reports 21.3M parameters
+    for its derived arc, which docs/papers.md does not list, so no arc can be checked against it.
     What can be checked: 21.3M lies between this space's smallest model (max pools, no
     skips: 3.21M) and largest (conv5x5, all skips: 69.9M); without the reference code's
     channel doubling at each reduction even the largest would stay far below it. Uniformly
