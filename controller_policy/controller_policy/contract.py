@@ -32,7 +32,9 @@ TERMINATION_MESSAGE_LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a termination message."""
 
 
-DatasetName = Literal["cifar10", "ptb", "digits", "pydoc-text", "synthetic"]
+DatasetName = Literal[
+    "cifar10", "ptb", "digits", "pydoc-text", "synthetic", "image-folder", "idx", "arrays"
+]
 
 
 class DatasetSpec(Strict):
@@ -41,10 +43,13 @@ class DatasetSpec(Strict):
     name: DatasetName = Field(
         default="digits",
         description="cifar10 or ptb (files under path), digits or pydoc-text (bundled), "
-        "synthetic (generated).",
+        "synthetic (generated); your own images: image-folder (train/<class>/*.png|jpg, "
+        "optional val/ and test/), idx (MNIST-format files) or arrays (an .npz).",
     )
     path: str | None = Field(
-        default=None, description="Directory holding the dataset files (cifar10, ptb)."
+        default=None,
+        description="Directory holding the dataset files (cifar10, ptb, image-folder, idx), "
+        "or the .npz file (arrays).",
     )
     validationSize: int | None = Field(
         default=None,
@@ -55,6 +60,26 @@ class DatasetSpec(Strict):
         default=None, ge=1, description="Cap on training examples (smoke tests, cheap searches)."
     )
     download: bool = Field(default=False, description="Download when missing and online.")
+    imageSize: int | None = Field(
+        default=None, ge=4, le=1024,
+        description="image-folder, idx, arrays: scale the shorter side to this many pixels "
+        "and centre-crop a square (search small, retrain large). Default: as stored.",
+    )
+    channels: Literal[1, 3] | None = Field(
+        default=None,
+        description="image-folder, idx, arrays: 1 (grey) or 3 (RGB). Default: as stored "
+        "(image-folder: 1 when every image is grey).",
+    )
+    flip: bool | None = Field(
+        default=None,
+        description="Random horizontal flips in augmentation. Default: on for image-folder, "
+        "cifar10 and synthetic, off for digits, idx and arrays.",
+    )
+    unreadableFiles: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="image-folder: a file that cannot be decoded fails the trial (fail) or "
+        "is left out and counted in the log (skip).",
+    )
 
 
 class ModelSpec(Strict):
@@ -145,6 +170,11 @@ class TrialDocument(Strict):
     enas: EnasSpec | None = None
     checkpointDir: str | None = Field(
         default=None, description="Where to checkpoint on SIGTERM and resume from."
+    )
+    outputDir: str | None = Field(
+        default=None,
+        description="Where to save the trained model (final training): weights, genotype, "
+        "model settings and metrics (nas_trainer.model_output).",
     )
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 from controller_policy.contract import DatasetSpec
+from nas_trainer.datasets.arrays import load_arrays
 from nas_trainer.datasets.errors import DatasetError
+from nas_trainer.datasets.folder import load_image_folder
+from nas_trainer.datasets.idx import load_idx
 from nas_trainer.datasets.images import (
     ImageData,
     ImageSplit,
@@ -16,11 +21,22 @@ from nas_trainer.datasets.images import (
 from nas_trainer.datasets.text import TextData, load_ptb, load_pydoc_text, load_synthetic_text
 
 Dataset = ImageData | TextData
+
+
+USER_IMAGE_LOADERS: dict[str, Callable[[DatasetSpec, int], ImageData]] = {
+    "image-folder": load_image_folder,
+    "idx": load_idx,
+    "arrays": load_arrays,
+}
+"""Formats a user has on disk: a folder of images, IDX files, an .npz of arrays."""
 DatasetKind = Literal["image", "language"]
 
 DATASET_KINDS: dict[str, DatasetKind | None] = {
     "cifar10": "image",
     "digits": "image",
+    "image-folder": "image",
+    "idx": "image",
+    "arrays": "image",
     "ptb": "language",
     "pydoc-text": "language",
     "synthetic": None,  # either: follows the search space
@@ -40,6 +56,21 @@ def load_dataset(spec: DatasetSpec, seed: int = 0, kind: DatasetKind | None = No
             f"dataset.name {spec.name!r} is {expected} data but the search space needs "
             f"{kind} data; choose one of {choices}"
         )
+    if spec.name in USER_IMAGE_LOADERS:
+        return USER_IMAGE_LOADERS[spec.name](spec, seed)
+    for field in ("imageSize", "channels"):
+        if getattr(spec, field) is not None:
+            raise DatasetError(
+                f"dataset.{field} applies to image-folder, idx and arrays, not {spec.name!r}; "
+                "remove it"
+            )
+    data = _load_builtin(spec, seed, kind)
+    if isinstance(data, ImageData) and spec.flip is not None:
+        return replace(data, flip=spec.flip)
+    return data
+
+
+def _load_builtin(spec: DatasetSpec, seed: int, kind: DatasetKind | None) -> Dataset:
     if spec.name == "cifar10":
         return load_cifar10(spec, seed)
     if spec.name == "digits":

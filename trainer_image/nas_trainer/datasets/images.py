@@ -62,6 +62,8 @@ class ImageData:
     """Pad-crop augmentation margin in pixels (0 = none)."""
     flip: bool
     """Horizontal flips make sense (not for digits: a mirrored 2 is not a 2)."""
+    skipped_files: int = 0
+    """Unreadable files left out (image-folder with ``unreadableFiles: skip``)."""
 
     kind = "image"
 
