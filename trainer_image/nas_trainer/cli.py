@@ -122,8 +122,18 @@ def run_trial(ctx: TrialContext) -> TrainResult:
 
     model, data = build_child(doc)
     if data.kind == "image":
-        return train_image(ctx, model, data)
-    return train_language(ctx, model, data)
+        result = train_image(ctx, model, data)
+    else:
+        result = train_language(ctx, model, data)
+    if doc.outputDir:  # final training: keep the model (nas_trainer.model_output)
+        from nas_trainer.model_output import save_model
+
+        try:
+            saved = save_model(Path(doc.outputDir), doc, model, data, result.metrics, result.history)
+        except OSError as exc:
+            raise TrainingFailed(f"cannot save the model to outputDir {doc.outputDir}: {exc}") from exc
+        log.info("model saved to %s", saved.parent)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
