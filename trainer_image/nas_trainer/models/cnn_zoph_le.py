@@ -7,7 +7,7 @@ into the classifier (global average pool -> dropout -> FC). Every convolution is
 conv -> BN -> ReLU with "same" padding, so stride s maps H to ceil(H / s) and any
 (C, H, W) works, down to 1x1.
 
-Pooling variant (PAPERS §1, marked [?] there): each predicted layer is a densely
+Pooling variant (docs/papers.md §1, marked [?] there): each predicted layer is a densely
 connected block of 3 convolutions (sub-layer s reads the block input and every
 earlier sub-layer's output; the block outputs all 3 concatenated). Expanded
 layers are numbered 1..3L; after expanded layers 13 and 24 of 39 (scaled to
