@@ -336,3 +336,20 @@ def test_the_scrapes_cover_the_whole_run(scraped_search: Scraped) -> None:  # no
     assert run.scrapes >= (run.last_scrape - run.first_scrape) / SCRAPE_INTERVAL * 0.8
     after = prom.query("kubenas_best_reward", at=run.ended + 5 * SCRAPE_INTERVAL)
     assert after == [], "series of a stopped runner go stale"
+
+
+def test_the_dashboard_picture_draws_every_panel(scraped_search: Scraped, tmp_path) -> None:  # noqa: F811
+    """What `make dashboard-png` draws, on this run: every panel placed, every one with data."""
+    from nas_operator.monitoring import picture
+
+    lines = picture.grid_lines(dashboard())
+    assert [p["title"] for _, panels in lines for p in panels] == TITLES
+    s = scraped_search
+    for _, panels in lines:
+        for panel in panels:
+            assert picture.panel_data(s.prometheus, panel, s.run.first_scrape, s.at), panel["title"]
+    updates = next(p for p in data_panels() if p["title"] == "Controller updates")
+    assert picture.right_axis_refs(updates) == {"B"}
+    out = tmp_path / "dashboard.png"
+    picture.render(s.prometheus, s.run.first_scrape, s.at, out, "test")
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and out.stat().st_size > 50_000

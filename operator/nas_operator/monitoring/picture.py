@@ -54,8 +54,8 @@ def grid_lines(board: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def panel_data(prom: Prometheus, panel: dict[str, Any], start: float, end: float,
-               ) -> list[tuple[str, Series]]:
-    """(legend, series) of every target of ``panel`` over [start, end]."""
+               ) -> list[tuple[str, Series, str]]:
+    """(legend, series, refId) of every target of ``panel`` over [start, end]."""
     step = max(1.0, (end - start) / POINTS)
     span = f"{max(10, int(end - start) + 5)}s"  # quantiles and counts over the whole run
     out = []
@@ -63,14 +63,27 @@ def panel_data(prom: Prometheus, panel: dict[str, Any], start: float, end: float
         expr = substitute(target["expr"], window=span, rate_interval=f"{int(4 * step) + 10}s",
                           interval=f"{int(step * 10)}s")
         for series in prom.query_range(expr, start, end, step):
-            out.append((legend(target.get("legendFormat", ""), series.labels), series))
+            out.append((legend(target.get("legendFormat", ""), series.labels), series,
+                        target.get("refId", "")))
     return out
 
 
-def _draw_stat(ax: Any, data: list[tuple[str, Series]]) -> None:
+def right_axis_refs(panel: dict[str, Any]) -> set[str]:
+    """Targets the panel draws against a right-hand axis (a field override)."""
+    refs = set()
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        matcher = override.get("matcher", {})
+        if matcher.get("id") == "byFrameRefID" and any(
+                prop.get("id") == "custom.axisPlacement" and prop.get("value") == "right"
+                for prop in override.get("properties", [])):
+            refs.add(matcher.get("options"))
+    return refs
+
+
+def _draw_stat(ax: Any, data: list[tuple[str, Series, str]]) -> None:
     ax.axis("off")
     shown = data[:6]
-    for i, (name, series) in enumerate(shown):
+    for i, (name, series, _) in enumerate(shown):
         value = series.last
         text = f"{value:.4g}" if math.isfinite(value) else "-"
         y = 1 - (i + 0.5) / max(1, len(shown))
@@ -78,13 +91,13 @@ def _draw_stat(ax: Any, data: list[tuple[str, Series]]) -> None:
                 fontsize=14 if len(shown) < 3 else 10, transform=ax.transAxes)
 
 
-def _draw_heatmap(ax: Any, data: list[tuple[str, Series]], start: float) -> None:
+def _draw_heatmap(ax: Any, data: list[tuple[str, Series, str]], start: float) -> None:
     """Trials per reward bucket and time slot (the cumulative buckets differenced)."""
     import matplotlib
     import numpy as np
 
-    bounds = sorted({float(name) for name, _ in data})
-    by_le = {float(name): series for name, series in data}
+    bounds = sorted({float(name) for name, _, _ in data})
+    by_le = {float(name): series for name, series, _ in data}
     times = [s.t - start for s in data[0][1].samples] if data else []
     grid = np.zeros((len(bounds), len(times)))
     for i, le in enumerate(bounds):
@@ -94,20 +107,26 @@ def _draw_heatmap(ax: Any, data: list[tuple[str, Series]], start: float) -> None
     finite_bounds = [b for b in bounds if math.isfinite(b)]
     labels = [f"{b:g}" for b in finite_bounds] + ["+Inf"] * (len(bounds) - len(finite_bounds))
     if times:
-        cmap = matplotlib.colormaps["viridis"].copy()
-        cmap.set_bad("white")
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
         ax.pcolormesh(times, range(len(bounds)), np.ma.masked_equal(grid, 0), shading="nearest",
                       cmap=cmap)
     ax.set_yticks(range(0, len(bounds), 4), labels[::4], fontsize=7)
     ax.set_ylabel("reward bucket (le)", fontsize=8)
 
 
-def _draw_lines(ax: Any, data: list[tuple[str, Series]], start: float, unit: str) -> None:
-    for name, series in data:
-        ax.plot([s.t - start for s in series.samples], [s.v for s in series.samples],
-                label=name, linewidth=1.2)
-    if data:
-        ax.legend(fontsize=6, loc="best")
+def _draw_lines(ax: Any, data: list[tuple[str, Series, str]], start: float, unit: str,
+                right: set[str]) -> None:
+    twin = ax.twinx() if any(ref in right for _, _, ref in data) else None
+    for i, (name, series, ref) in enumerate(data):
+        target = twin if twin is not None and ref in right else ax
+        target.plot([s.t - start for s in series.samples], [s.v for s in series.samples],
+                    label=name + (" (right)" if target is twin else ""), linewidth=1.2,
+                    color=f"C{i}")
+    handles = [h for a in (ax, twin) if a is not None for h in a.get_legend_handles_labels()[0]]
+    if handles:
+        ax.legend(handles=handles, fontsize=6, loc="best")
+    if twin is not None:
+        twin.tick_params(labelsize=7)
     if unit in ("s", "bytes"):
         ax.set_ylabel(unit, fontsize=8)
 
@@ -138,7 +157,7 @@ def render(prom: Prometheus, start: float, end: float, out: Path, subtitle: str)
                 _draw_heatmap(ax, data, start)
             else:
                 _draw_lines(ax, data, start, panel.get("fieldConfig", {}).get(
-                    "defaults", {}).get("unit", ""))
+                    "defaults", {}).get("unit", ""), right_axis_refs(panel))
                 ax.tick_params(labelsize=7)
                 ax.set_xlabel("seconds into the run", fontsize=7)
             ax.set_title(f"{row_title} | {panel['title']}", fontsize=9, loc="left")
