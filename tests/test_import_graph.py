@@ -1,7 +1,8 @@
 """The project's import graph: one-way layers (docs/design.md, "Module layout").
 
 Read from the source with ``ast`` (nothing is imported): the operator never
-imports the trainer package and the core imports neither. Imports under
+imports the trainer package, the core imports neither, and no two project
+modules import each other, directly or round a longer loop. Imports under
 ``if TYPE_CHECKING:`` are for type checkers only and do not count.
 """
 
@@ -96,3 +97,42 @@ def test_layers_import_one_way(package: str, forbidden: str) -> None:
         for target in targets if target.split(".")[0] == forbidden
     )
     assert not wrong, "\n".join(wrong)
+
+
+def _cycle() -> list[str] | None:
+    """One import cycle among project modules, as a path, or None (depth-first search)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(GRAPH):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_among_project_modules() -> None:
+    cycle = _cycle()
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_a_cycle_is_found_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check itself can fail: two modules importing each other are reported."""
+    fake = {"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "a.w": set()}
+    monkeypatch.setitem(globals(), "GRAPH", fake)
+    assert _cycle() == ["a.x", "a.y", "a.z", "a.x"]

@@ -48,6 +48,18 @@ class Objective(Strict):
         return self
 
 
+KIND_OBJECTIVE: dict[str, dict[str, object]] = {
+    "image": {},
+    "language": {"metric": "val_perplexity", "reward": "inverse-square", "constant": 80.0},
+}
+"""The papers' objective per kind of space: accuracy cubed (image), 80 / perplexity^2 (language)."""
+
+
+def default_objective(kind: str) -> Objective:
+    """The papers' objective for a space of ``kind``."""
+    return Objective.model_validate(KIND_OBJECTIVE[kind])
+
+
 class RewardError(ValueError):
     """Metrics from which no reward can be computed (missing, non-finite)."""
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict
 
+from controller_policy.objective import Objective, default_objective
+from controller_policy.spaces.graph import Graph, UnknownGenotype
 from controller_policy.strict import Strict
 
 
@@ -95,6 +97,13 @@ class SearchSpace(ABC):
     options_model: ClassVar[type[SpaceOptions]]
     kind: ClassVar[str]
     """``"image"`` (classification) or ``"language"`` (language modelling)."""
+    paper_strategy: ClassVar[str] = "random"
+    """The default ``strategy.type``: the strategy of the space's paper."""
+    controller_defaults: ClassVar[Mapping[str, Any]] = {}
+    """The paper's controller settings (``PolicyConfig`` field names, batch size m included),
+    laid under the user's by strategies that use a controller."""
+    enas_steps_per_epoch: ClassVar[int | None] = None
+    """Controller steps per epoch of weight sharing; None: no supernet, so no ``enas``."""
 
     def __init__(self, options: SpaceOptions | dict[str, Any] | None = None) -> None:
         if options is None:
@@ -196,6 +205,22 @@ class SearchSpace(ABC):
         for slot in self.slots:
             total *= slot.num_values
         return total
+
+    # --- declarations the spec and the drawings read ------------------------------
+    @classmethod
+    def default_objective(cls) -> Objective:
+        """The paper's objective for this space: by kind, unless the space says otherwise."""
+        return default_objective(cls.kind)
+
+    @classmethod
+    def weight_sharing(cls) -> bool:
+        """Whether the space has a supernet (``strategy.type: enas``)."""
+        return cls.enas_steps_per_epoch is not None
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        """The genotype as labelled graphs, one per cell (or one for a whole network)."""
+        raise UnknownGenotype(f"space {cls.type_name!r} does not draw its genotypes")
 
     def architecture(self, tokens: Sequence[int]) -> Architecture:
         """Build the docs/design.md architecture record for a token list."""

@@ -19,11 +19,11 @@ where ``skips`` holds skip-token indices j, readable through ``vocabulary.skips`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import (
     Anchor,
     Choice,
@@ -32,6 +32,9 @@ from controller_policy.spaces.base import (
     SpaceOptions,
     Step,
 )
+from controller_policy.spaces.enas_controller import ENAS_CONTROLLER
+from controller_policy.spaces.graph import Graph
+from controller_policy.spaces.registry import register
 from controller_policy.spaces.zoph_le_cnn import (
     bits_to_indices,
     check_vocabulary,
@@ -65,7 +68,30 @@ class EnasMacroSpace(SearchSpace):
     type_name: ClassVar[str] = "enas-macro"
     options_model: ClassVar[type[SpaceOptions]] = EnasMacroOptions
     kind: ClassVar[str] = "image"
+    paper_strategy: ClassVar[str] = "enas"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        **ENAS_CONTROLLER,
+        "batch_size": 20,  # [C] 20 samples aggregated per controller step (macro)
+        "skip_target": 0.4,  # [P] KL towards rho = 0.4
+        "skip_weight": 0.8,  # [P] weight 0.8 ([C] adds it to the loss, as we do)
+    }
+    enas_steps_per_epoch: ClassVar[int | None] = 50  # [C] 50 steps per epoch (docs/papers.md §7)
     options: EnasMacroOptions
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        graph = Graph("network")
+        graph.node("stem", "stem", "input")
+        names = ["stem"] + [f"L{k}" for k in range(len(genotype["layers"]))]
+        for k, layer in enumerate(genotype["layers"]):
+            graph.node(f"L{k}", f"L{k}: {layer['op']}")
+            # names[k] is the previous layer (the stem for k = 0), always an input; skip j is names[j]
+            sources = {k} | {int(j) for j in layer.get("skips") or []}
+            for j in sorted(sources):
+                graph.edge(names[j], f"L{k}", "" if j == k else "skip")
+        graph.node("out", "softmax", "output")
+        graph.edge(names[-1], "out")
+        return [graph]
 
     def vocabulary(self) -> dict[str, list[str]]:
         # Skip index j names node j of [stem, layer0, ...]; the last layer has L-1 of them.

@@ -8,13 +8,15 @@ reads - the cell inputs included, as in the reference code - are concatenated.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import SpaceOptions
+from controller_policy.spaces.enas_controller import ENAS_CONTROLLER
 from controller_policy.spaces.nasnet import TwoCellSpace, _node_count
+from controller_policy.spaces.registry import register
 
 ENAS_MICRO_OPERATIONS: tuple[str, ...] = (
     "sep_conv3x3",
@@ -54,6 +56,12 @@ class EnasMicroSpace(TwoCellSpace):
     explicit_concat = False
     state_legend = "0 = cell two back, 1 = previous cell, 2+n = node n"
     options: EnasMicroOptions
+    paper_strategy = "enas"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        **ENAS_CONTROLLER,
+        "batch_size": 10,  # [C] 10 samples aggregated per controller step (micro)
+    }
+    enas_steps_per_epoch = 30  # [C] 30 controller steps per epoch (docs/papers.md §7)
 
     @property
     def num_nodes(self) -> int:

@@ -20,12 +20,11 @@ Every token list is a valid cell, so there is no ``check_semantics`` rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import (
     Choice,
     InvalidArchitecture,
@@ -33,6 +32,9 @@ from controller_policy.spaces.base import (
     SpaceOptions,
     Step,
 )
+from controller_policy.spaces.enas_controller import ENAS_CONTROLLER
+from controller_policy.spaces.graph import Graph
+from controller_policy.spaces.registry import register
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "identity", "sigmoid")
 """Token order of melodyguan/carpedm20 (docs/papers.md §5)."""
@@ -71,7 +73,30 @@ class EnasRnnSpace(SearchSpace):
     type_name = "enas-rnn"
     options_model = EnasRnnOptions
     kind = "language"
+    paper_strategy = "enas"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        **ENAS_CONTROLLER,
+        "baseline_decay": 0.999,  # [C] enas_lm 0.999
+        "entropy_weight": 1e-4,  # [P] 1e-4 for PTB (≠ [C] enas_lm 1e-5)
+        "batch_size": 10,  # [C] enas_lm 25 x 10 samples per epoch
+    }
+    enas_steps_per_epoch = 25  # [C] enas_lm 25 controller steps per epoch (docs/papers.md §7)
     options: EnasRnnOptions
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        graph = Graph("recurrent cell")
+        graph.node("x", "x[t]", "input")
+        graph.node("h", "h[t-1]", "input")
+        for node in genotype["nodes"]:
+            n, source = node["node"], node["input"]
+            graph.node(str(n), f"node {n}")
+            for src in source if isinstance(source, list) else [source]:
+                graph.edge(str(src), str(n), node["activation"])
+        graph.node("out", "h[t]", "output")
+        for n in genotype.get("averaged") or graph.loose_ends():
+            graph.edge(str(n), "out", "avg")
+        return [graph]
 
     def build_steps(self) -> list[Step]:
         steps: list[Step] = [Choice("node1.activation", "activation", ACTIVATIONS)]

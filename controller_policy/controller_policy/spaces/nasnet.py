@@ -13,13 +13,12 @@ node, the operation vocabulary and the loose-end rule differ.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import (
     Choice,
     InvalidArchitecture,
@@ -27,6 +26,8 @@ from controller_policy.spaces.base import (
     SpaceOptions,
     Step,
 )
+from controller_policy.spaces.graph import Graph, two_cell_graphs
+from controller_policy.spaces.registry import register
 
 CELLS = ("normal", "reduction")
 
@@ -96,6 +97,10 @@ class TwoCellSpace(SearchSpace):
     """Whether a genotype may list a concat other than the loose ends."""
     state_legend: ClassVar[str]
     """How input indices read, for error messages."""
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        return two_cell_graphs(genotype)
 
     @property
     @abstractmethod
@@ -358,6 +363,18 @@ class NasnetSpace(TwoCellSpace):
     explicit_concat = True
     state_legend = "0 = h_{i-1}, 1 = h_i, 2+b = block b"
     options: NasnetOptions
+    paper_strategy = "ppo"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        "lstm_layers": 1,  # [P] one layer
+        "hidden_size": 100,  # [P] 100 units
+        "init_range": 0.1,  # [P] U(-0.1, 0.1)
+        "learning_rate": 3.5e-4,  # [P] 0.00035
+        "batch_size": 20,  # [P] minibatches of 20 architectures
+        "baseline_decay": 0.95,  # [P] EMA 0.95
+        "entropy_weight": 1e-5,  # [P] 0.00001
+        "entropy_mode": "loss",  # ours: the paper does not say where the bonus goes
+    }
+    """NASNet's controller (docs/papers.md; [P] paper, "ours" where it does not say)."""
 
     @property
     def num_nodes(self) -> int:

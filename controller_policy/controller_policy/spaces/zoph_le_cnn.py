@@ -23,12 +23,11 @@ implement them as documented there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import (
     Anchor,
     Choice,
@@ -37,6 +36,8 @@ from controller_policy.spaces.base import (
     SpaceOptions,
     Step,
 )
+from controller_policy.spaces.graph import Graph
+from controller_policy.spaces.registry import register
 
 FILTER_SIZES: tuple[int, ...] = (1, 3, 5, 7)
 FILTERS: tuple[int, ...] = (24, 36, 48, 64)
@@ -162,7 +163,32 @@ class ZophLeCnnSpace(SearchSpace):
     type_name: ClassVar[str] = "zoph-le-cnn"
     options_model: ClassVar[type[SpaceOptions]] = ZophLeCnnOptions
     kind: ClassVar[str] = "image"
+    paper_strategy: ClassVar[str] = "reinforce"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        "lstm_layers": 2,  # [P] 2-layer LSTM
+        "hidden_size": 35,  # [P] 35 units per layer
+        "init_range": 0.08,  # [P] U(-0.08, 0.08)
+        "learning_rate": 6e-4,  # [P] Adam 0.0006
+        "batch_size": 8,  # [P] m = 8 children per replica update
+        "baseline_decay": 0.95,  # ours: the paper gives none; NASNet's 0.95
+        "entropy_weight": 0.0,  # [P] no entropy term is mentioned
+    }
+    """Zoph & Le's controller (docs/papers.md; [P] paper, [C] code, "ours" where neither says)."""
     options: ZophLeCnnOptions
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        graph = Graph("network")
+        graph.node("image", "image", "input")
+        for i, layer in enumerate(genotype["layers"], start=1):
+            label = f"{layer['fh']}x{layer['fw']} conv\n{layer['filters']} filters"
+            if genotype.get("strides"):
+                label += f"\nstride {layer.get('sh', 1)}x{layer.get('sw', 1)}"
+            graph.node(f"L{i}", f"L{i}: {label}")
+            for src in layer.get("inputs") or ["image"]:
+                graph.edge("image" if src == "image" else f"L{src}", f"L{i}")
+        graph.close("softmax")
+        return [graph]
 
     @property
     def strides(self) -> tuple[int, ...]:

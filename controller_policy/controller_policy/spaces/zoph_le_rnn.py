@@ -26,9 +26,9 @@ lists would also break the size the paper reports.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from controller_policy.spaces import register
 from controller_policy.spaces.base import (
     Choice,
     InvalidArchitecture,
@@ -36,6 +36,9 @@ from controller_policy.spaces.base import (
     SpaceOptions,
     Step,
 )
+from controller_policy.spaces.graph import Graph
+from controller_policy.spaces.registry import register
+from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 
 COMBINATIONS: tuple[str, ...] = ("add", "mult")
 """Token order of docs/papers.md §5: add = 0, elementwise mult = 1."""
@@ -86,6 +89,38 @@ class ZophLeRnnSpace(SearchSpace):
     type_name = "zoph-le-rnn"
     options_model = ZophLeRnnOptions
     kind = "language"
+    paper_strategy = "reinforce"
+    controller_defaults: ClassVar[Mapping[str, Any]] = {
+        **ZophLeCnnSpace.controller_defaults,
+        "learning_rate": 5e-4,  # [P] 0.0005 for the recurrent-cell search
+        # [P] m = 1 per replica, but the parameter server applies an update after
+        # every 10 accumulated gradients: 10 rewards per update.
+        "batch_size": 10,
+    }
+
+    @classmethod
+    def genotype_graphs(cls, genotype: dict[str, Any]) -> list[Graph]:
+        graph = Graph("recurrent cell")
+        graph.node("x", "x[t]", "input")
+        graph.node("h", "h[t-1]", "input")
+        graph.node("c", "c[t-1]", "input")
+        memory = genotype.get("memory") or {}
+        for node in genotype["nodes"]:
+            n = node["node"]
+            label = f"{n}: {node['combination']}, {node['activation']}"
+            if memory.get("injectInto") == n:
+                label += f"\n+c[t-1] ({memory['combination']}, {memory['activation']})"
+            graph.node(str(n), label)
+            for src in node["inputs"]:
+                graph.edge(str(src), str(n))
+            if memory.get("injectInto") == n:
+                graph.edge("c", str(n), "inject")
+        graph.node("out", "h[t]", "output")
+        graph.edge(str(genotype["output"]), "out")
+        if "source" in memory:
+            graph.node("cnext", "c[t]", "output")
+            graph.edge(str(memory["source"]), "cnext", "pre-activation")
+        return [graph]
 
     def build_steps(self) -> list[Step]:
         steps: list[Step] = []

@@ -1,4 +1,4 @@
-"""Multi-trial search strategies behind one ask/tell interface.
+"""Multi-trial search strategies behind one ask/tell interface, found by name in ``registry``.
 
 ``make_strategy("reinforce", space, {"batchSize": 8})`` merges the papers'
 defaults for the space (``defaults``) with the user's settings (camelCase or
@@ -23,19 +23,27 @@ from controller_policy.strategies.evolution import EvolutionConfig, RegularizedE
 from controller_policy.strategies.policy import PolicyConfig, PolicyStrategy
 from controller_policy.strategies.ppo import PPO, PPOConfig
 from controller_policy.strategies.random_search import RandomSearch
+from controller_policy.strategies.registry import (
+    STRATEGIES,
+    WEIGHT_SHARING,
+    register_strategy,
+    strategy_class,
+    strategy_types,
+)
 from controller_policy.strategies.reinforce import Reinforce
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.type_name: cls for cls in (Reinforce, PPO, RegularizedEvolution, RandomSearch)
-}
-"""``strategy.type`` -> class. (``enas`` runs inside the trainer, not here.)"""
+# The built-in strategies, one registration each, in the order the spec lists them.
+register_strategy(Reinforce)
+register_strategy(PPO)
+register_strategy(RandomSearch)
+register_strategy(RegularizedEvolution)
 
 
 def make_strategy(
     type_name: str, space: SearchSpace, config: Mapping[str, Any] | None = None
 ) -> Strategy:
     """Build a strategy with the space's paper defaults, overridden by ``config``."""
-    cls = STRATEGIES.get(type_name)
+    cls = strategy_class(type_name)
     if cls is None:
         raise StrategyError(f"strategy.type {type_name!r} is unknown; choose one of {sorted(STRATEGIES)}")
     if config is None:
@@ -83,5 +91,10 @@ __all__ = [
     "StrategyConfig",
     "StrategyError",
     "Trace",
+    "WEIGHT_SHARING",
+    "defaults_for",
     "make_strategy",
+    "register_strategy",
+    "strategy_class",
+    "strategy_types",
 ]

@@ -21,7 +21,7 @@ import io
 import math
 import numbers
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import ConfigDict, Field
@@ -68,8 +68,13 @@ class StrategyConfig(Strict):
 class Strategy(ABC):
     """ask()/tell() over one search space."""
 
-    type_name: str
-    config_model: type[StrategyConfig] = StrategyConfig
+    type_name: ClassVar[str]
+    """The ``strategy.type`` string of the NASSearch spec."""
+    config_model: ClassVar[type[StrategyConfig]] = StrategyConfig
+    default_batch_size: ClassVar[int] = 1
+    """m where neither the spec nor the space's controller defaults give one."""
+    uses_controller_defaults: ClassVar[bool] = False
+    """Whether the space's ``controller_defaults`` lie under the user's settings."""
 
     def __init__(self, space: SearchSpace, config: StrategyConfig | dict[str, Any] | None = None):
         self.space = space

@@ -60,7 +60,8 @@ class PolicyConfig(StrategyConfig):
 class PolicyStrategy(Strategy):
     """Base of the controller-driven strategies; subclasses supply ``_loss_update``."""
 
-    config_model: type[StrategyConfig] = PolicyConfig
+    config_model = PolicyConfig
+    uses_controller_defaults = True
     config: PolicyConfig
 
     def __init__(self, space: SearchSpace, config: PolicyConfig | dict[str, Any] | None = None):

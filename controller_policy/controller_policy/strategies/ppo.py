@@ -33,6 +33,7 @@ class PPO(PolicyStrategy):
     """NASNet's controller update: clipped policy-ratio objective, EMA baseline, entropy bonus."""
 
     type_name = "ppo"
+    default_batch_size = 20  # NASNet's minibatch of 20 architectures
     config_model = PPOConfig
     config: PPOConfig
 

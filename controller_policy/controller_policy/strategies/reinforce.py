@@ -18,6 +18,7 @@ class Reinforce(PolicyStrategy):
     """Zoph & Le's policy-gradient controller; one Adam step per ``batch_size`` rewards."""
 
     type_name = "reinforce"
+    default_batch_size = 8  # Zoph & Le's m
 
     def _loss_update(
         self, tokens: torch.Tensor, rewards: list[float], old_logp: torch.Tensor

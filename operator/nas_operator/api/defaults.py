@@ -7,81 +7,34 @@ Filled in so that a dumped spec shows exactly what runs.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from controller_policy.contract import EnasSpec, TrainingSpec
-from controller_policy.objective import Objective
-from controller_policy.spaces.base import SearchSpace
+from controller_policy.spaces.registry import space_class
+from controller_policy.strategies.defaults import default_batch_size, defaults_for
+from controller_policy.strategies.registry import WEIGHT_SHARING, strategy_class
 from nas_operator.api.trial import TrialDataset
 
 if TYPE_CHECKING:
     from nas_operator.api.resources import NASSearchSpec
 
-SPACE_KIND: dict[str, str] = {
-    "zoph-le-cnn": "image",
-    "zoph-le-rnn": "language",
-    "nasnet": "image",
-    "enas-macro": "image",
-    "enas-micro": "image",
-    "enas-rnn": "language",
-}
-"""Image spaces are scored by accuracy, language spaces by perplexity."""
 KIND_METRIC = {"image": "val_accuracy", "language": "val_perplexity"}
+"""Image spaces are scored by accuracy, language spaces by perplexity."""
 KIND_DATASETS = {
     "image": ("cifar10", "digits", "synthetic"),
     "language": ("ptb", "pydoc-text", "synthetic"),
 }
 KIND_DEFAULT_DATASET = {"image": "digits", "language": "pydoc-text"}
-DEFAULT_STRATEGY: dict[str, str] = {
-    "zoph-le-cnn": "reinforce",
-    "zoph-le-rnn": "reinforce",
-    "nasnet": "ppo",
-    "enas-macro": "enas",
-    "enas-micro": "enas",
-    "enas-rnn": "enas",
-}
-"""Each space's paper: Zoph & Le -> REINFORCE, NASNet -> PPO, ENAS -> weight sharing."""
-
-PAPER_BATCH_SIZE: dict[tuple[str, str], int] = {
-    # Zoph & Le CNN: m = 8 children per controller replica update.
-    ("zoph-le-cnn", "reinforce"): 8,
-    # Zoph & Le PTB: m = 1 per replica, applied after every 10 accumulated gradients.
-    ("zoph-le-rnn", "reinforce"): 10,
-    # NASNet: PPO on minibatches of 20 architectures.
-    ("nasnet", "ppo"): 20,
-    # ENAS reference code: 50 x 20 (macro), 30 x 10 (micro), enas_lm 25 x 10 samples per epoch.
-    ("enas-macro", "enas"): 20,
-    ("enas-micro", "enas"): 10,
-    ("enas-rnn", "enas"): 10,
-    ("enas-macro", "reinforce"): 20,
-    ("enas-micro", "reinforce"): 10,
-    ("enas-rnn", "reinforce"): 10,
-}
-STRATEGY_BATCH_SIZE = {"reinforce": 8, "ppo": 20, "enas": 10, "random": 1, "evolution": 1}
-ENAS_STEPS_PER_EPOCH = {"enas-macro": 50, "enas-micro": 30, "enas-rnn": 25}
-"""Controller steps per epoch of the ENAS reference code (docs/papers.md §7)."""
-
-_SPACE_MODULES = {t: t.replace("-", "_") for t in SPACE_KIND}
 
 
-def space_class(type_name: str) -> type[SearchSpace] | None:
-    """The space class registered for ``type_name``, importing only its module (None if absent)."""
-    from controller_policy.spaces import SPACES
-
-    if type_name not in SPACES and type_name in _SPACE_MODULES:
-        importlib.import_module(f"controller_policy.spaces.{_SPACE_MODULES[type_name]}")
-    return SPACES.get(type_name)
-
-
-def strategy_class(type_name: str) -> Any | None:
-    """The strategy class for ``type_name`` (None for enas, which runs in the trainer)."""
-    from controller_policy.strategies import STRATEGIES
-
-    return STRATEGIES.get(type_name)
+def space_kind(space_type: str) -> str:
+    """``image`` or ``language``: what the registered space declares."""
+    cls = space_class(space_type)
+    assert cls is not None, f"unregistered space {space_type!r}"
+    return cls.kind
 
 
 def config_model(strategy_type: str) -> type[BaseModel] | None:
@@ -107,12 +60,6 @@ def _set_default(config: dict[str, Any], names: dict[str, str], field: str, valu
 
 
 
-def _paper_defaults(strategy_type: str, space_type: str) -> dict[str, Any]:
-    from controller_policy.strategies.defaults import defaults_for
-
-    return defaults_for(strategy_type, space_type)
-
-
 def validate_over_defaults(
     model: type[BaseModel], strategy_type: str, space_type: str, user: Mapping[str, Any]
 ) -> BaseModel:
@@ -123,19 +70,11 @@ def validate_over_defaults(
     alias = {name: (f.alias or name) for name, f in model.model_fields.items()}
     merged = {
         alias.get(name, name): value
-        for name, value in _paper_defaults(strategy_type, space_type).items()
+        for name, value in defaults_for(strategy_type, space_type).items()
         if name not in given
     }
     merged.update(user)
     return model.model_validate(merged)
-
-
-def _default_batch_size(space_type: str, strategy_type: str) -> int:
-    """The paper's m for this space and strategy (the strategies' own table where it exists)."""
-    value = _paper_defaults(strategy_type, space_type).get("batch_size")
-    if isinstance(value, int):
-        return value
-    return PAPER_BATCH_SIZE.get((space_type, strategy_type), STRATEGY_BATCH_SIZE[strategy_type])
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,24 +89,21 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 def fill_defaults(spec: NASSearchSpec) -> None:
     """Set every field left out that has a paper default (in place)."""
-    space = spec.searchSpace.type
-    kind = SPACE_KIND[space]
+    cls = space_class(spec.searchSpace.type)
+    assert cls is not None  # the type was validated against the registry
     st = spec.strategy
     if st.type is None:
-        st.type = DEFAULT_STRATEGY[space]  # type: ignore[assignment]
+        st.type = cls.paper_strategy
     if st.batchSize is None:
-        st.batchSize = _default_batch_size(space, st.type)
+        st.batchSize = default_batch_size(st.type, cls.type_name)
     if spec.objective is None:
-        spec.objective = (
-            Objective()
-            if kind == "image"
-            else Objective(metric="val_perplexity", reward="inverse-square", constant=80.0)
-        )
+        spec.objective = cls.default_objective()
+    kind = cls.kind
     if spec.trial.dataset is None:
         spec.trial.dataset = TrialDataset(name=KIND_DEFAULT_DATASET[kind])  # type: ignore[arg-type]
     budget = spec.budget
     if budget.maxTrials is None:
-        budget.maxTrials = 1 if st.type == "enas" else 100
+        budget.maxTrials = 1 if st.type == WEIGHT_SHARING else 100
     if budget.parallelism is None:
         budget.parallelism = min(4, budget.maxTrials)
 
@@ -204,9 +140,10 @@ def enas_spec(spec: NASSearchSpec) -> EnasSpec:
     """The trainer's ENAS block: ``strategy.config`` plus the batch size and papers' steps."""
     config = dict(spec.strategy.config)
     config.setdefault("controllerBatch", spec.strategy.batchSize)
-    config.setdefault(
-        "controllerStepsPerEpoch", ENAS_STEPS_PER_EPOCH.get(spec.searchSpace.type, 30)
-    )
+    cls = space_class(spec.searchSpace.type)
+    steps = cls.enas_steps_per_epoch if cls is not None else None
+    if steps is not None:
+        config.setdefault("controllerStepsPerEpoch", steps)
     controller = dict(config.get("controller") or {})
     controller.setdefault("seed", spec.strategy.seed)
     config["controller"] = controller

@@ -21,21 +21,20 @@ from controller_policy.spaces.base import Architecture
 from controller_policy.strict import Strict
 from nas_operator.api.constants import API_VERSION, MAX_SEARCH_NAME, TOP_K_LIMIT
 from nas_operator.api.defaults import (
-    SPACE_KIND,
     enas_spec,
     fill_defaults,
     final_training_spec,
     space_class,
+    space_kind,
     strategy_config,
     validated_strategy_config,
 )
 from nas_operator.api.errors import SpecError, format_validation_error
+from nas_operator.api.registered import SpaceType, StrategyType
 from nas_operator.api.status import NASTrialStatus
 from nas_operator.api.trial import TrialDataset, TrialSpec
 from nas_operator.api.validation import cross_checks, parse_duration
 
-SpaceType = Literal["zoph-le-cnn", "zoph-le-rnn", "nasnet", "enas-macro", "enas-micro", "enas-rnn"]
-StrategyType = Literal["reinforce", "ppo", "random", "evolution", "enas"]
 TrialStage = Literal["search", "final"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -54,8 +53,7 @@ class SearchSpaceSpec(Strict):
     @model_validator(mode="after")
     def _check_options(self) -> SearchSpaceSpec:
         cls = space_class(self.type)
-        if cls is None:
-            return self  # space module not installed; make_space reports it when the loop starts
+        assert cls is not None  # the type was checked against the registry
         try:
             cls.options_model.model_validate(self.options)
         except ValidationError as exc:
@@ -178,7 +176,7 @@ class NASSearchSpec(Strict):
 
     @property
     def space_kind(self) -> str:
-        return SPACE_KIND[self.searchSpace.type]
+        return space_kind(self.searchSpace.type)
 
     def strategy_config(self) -> dict[str, Any]:
         """What the spec sets for the strategy (see ``defaults.strategy_config``)."""

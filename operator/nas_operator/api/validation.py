@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from controller_policy.strategies.registry import WEIGHT_SHARING
 from nas_operator.api.defaults import (
     KIND_DATASETS,
     KIND_METRIC,
-    SPACE_KIND,
     config_model,
     enas_spec,
     final_training_spec,
+    space_class,
     validate_over_defaults,
     validated_strategy_config,
 )
@@ -59,17 +60,19 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
     """Every cross-field problem of a defaulted spec, one ``spec.path: ...`` line each."""
     errors: list[str] = []
     space = spec.searchSpace.type
-    kind = SPACE_KIND[space]
+    cls = space_class(space)
+    assert cls is not None
+    kind = cls.kind
     st = spec.strategy
     budget = spec.budget
     assert spec.objective is not None and spec.trial.dataset is not None
     assert budget.maxTrials is not None and budget.parallelism is not None
-    if st.type == "enas" and not space.startswith("enas-"):
+    if st.type == WEIGHT_SHARING and not cls.weight_sharing():
         errors.append(
             f"spec.strategy.type: 'enas' shares weights only in the enas-* spaces, not "
             f"{space!r}; use reinforce, ppo, random or evolution, or an enas-* searchSpace.type"
         )
-    if st.type == "enas" and budget.maxTrials != 1:
+    if st.type == WEIGHT_SHARING and budget.maxTrials != 1:
         errors.append(
             f"spec.budget.maxTrials: must be 1 with strategy.type 'enas' (one trainer runs the "
             f"whole weight-sharing search), got {budget.maxTrials}; use finalTraining to retrain"
@@ -113,7 +116,7 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
 
 
 def _strategy_config_problems(spec: NASSearchSpec) -> list[str]:
-    if spec.strategy.type == "enas":
+    if spec.strategy.type == WEIGHT_SHARING:
         try:
             enas = enas_spec(spec)
         except ValidationError as exc:

@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
+from controller_policy.spaces.base import SearchSpace
+from controller_policy.spaces.registry import load_spaces
+from controller_policy.strategies.registry import WEIGHT_SHARING
 from nas_operator.api import (
     MAX_SEARCH_NAME,
     NASSearchSpec,
@@ -36,7 +39,7 @@ from nas_operator.api import (
     NASTrialSpec,
     NASTrialStatus,
 )
-from nas_operator.api.defaults import KIND_DATASETS, KIND_METRIC, SPACE_KIND
+from nas_operator.api.defaults import KIND_DATASETS, KIND_METRIC
 from nas_operator.kube.labels import (
     GROUP,
     SEARCH_KIND,
@@ -149,17 +152,21 @@ def model_schema(model: type[BaseModel], *, defaults: bool = True) -> dict[str, 
 
 # --- CEL rules --------------------------------------------------------------------------
 
+def _spaces_where(keep: Callable[[type[SearchSpace]], bool]) -> str:
+    return ", ".join(f"'{name}'" for name, cls in load_spaces().items() if keep(cls))
+
+
 def _kind_is(kind: str) -> str:
-    spaces = ", ".join(f"'{s}'" for s, k in SPACE_KIND.items() if k == kind)
-    return f"self.searchSpace.type in [{spaces}]"
+    return f"self.searchSpace.type in [{_spaces_where(lambda cls: cls.kind == kind)}]"
 
 
 def search_spec_rules() -> list[dict[str, str]]:
     """Cross-field checks of ``NASSearchSpec`` the API server can make before the operator."""
     datasets = {k: ", ".join(f"'{d}'" for d in v) for k, v in KIND_DATASETS.items()}
     return [
-        {"rule": "!has(self.strategy) || !has(self.strategy.type) || self.strategy.type != 'enas'"
-                 " || self.searchSpace.type.startsWith('enas-')",
+        {"rule": "!has(self.strategy) || !has(self.strategy.type) || self.strategy.type != "
+                 f"'{WEIGHT_SHARING}' || self.searchSpace.type in "
+                 f"[{_spaces_where(lambda cls: cls.weight_sharing())}]",
          "message": "spec.strategy.type 'enas' needs an enas-* spec.searchSpace.type",
          "fieldPath": ".strategy.type"},
         {"rule": "!has(self.trial) || !has(self.trial.dataset) || !has(self.trial.dataset.name)"

@@ -12,28 +12,20 @@ from torch import nn
 
 from controller_policy.contract import EnasSpec, ModelSpec, TrialDocument
 from controller_policy.spaces import InvalidArchitecture, SearchSpace, make_space
-from controller_policy.spaces.enas_macro import EnasMacroSpace
-from controller_policy.spaces.enas_micro import EnasMicroSpace
-from controller_policy.spaces.enas_rnn import EnasRnnSpace
 from controller_policy.strategies import Reinforce, StrategyError, make_strategy
-from nas_trainer.datasets import Dataset, ImageData
-from nas_trainer.enas.supernet_macro import MacroSupernet
-from nas_trainer.enas.supernet_micro import MicroSupernet
-from nas_trainer.enas.supernet_rnn import RnnSupernet
+from nas_trainer.datasets import Dataset
+from nas_trainer.registry import supernet_builder, supernet_spaces
 from nas_trainer.runtime import ConfigError
-
-SUPERNET_SPACES = ("enas-macro", "enas-micro", "enas-rnn")
-"""Spaces with a weight-sharing supernet."""
 
 
 def enas_space(doc: TrialDocument) -> SearchSpace:
-    """The document's search space, which must be one of the ENAS spaces."""
+    """The document's search space, which must have a supernet."""
     if doc.spaceType is None:
         raise ConfigError("spaceType: required for mode 'enas'")
-    if doc.spaceType not in SUPERNET_SPACES:
+    if supernet_builder(doc.spaceType) is None:
         raise ConfigError(
             f"spaceType {doc.spaceType!r} has no weight-sharing supernet; mode 'enas' supports "
-            f"{', '.join(SUPERNET_SPACES)}"
+            f"{', '.join(supernet_spaces())}"
         )
     try:
         return make_space(doc.spaceType, doc.spaceOptions)
@@ -43,29 +35,15 @@ def enas_space(doc: TrialDocument) -> SearchSpace:
 
 def build_supernet(space: SearchSpace, spec: ModelSpec, data: Dataset) -> nn.Module:
     """The supernet of ``space`` sized by ``training.model`` for ``data``."""
+    builder = supernet_builder(space.type_name)
+    if builder is None:
+        raise ConfigError(f"spaceType {space.type_name!r} has no supernet")
     try:
-        if isinstance(space, EnasRnnSpace):
-            if isinstance(data, ImageData):
-                raise ConfigError("dataset: enas-rnn needs text data")
-            return RnnSupernet(space, vocab_size=data.vocab_size, spec=spec)
-        if not isinstance(data, ImageData):
-            raise ConfigError(f"dataset: {space.type_name} needs image data")
-        if isinstance(space, EnasMicroSpace):
-            return MicroSupernet(
-                space, input_shape=data.input_shape, num_classes=data.num_classes,
-                filters=spec.filters, cells_per_stage=spec.cellsPerStage,
-                stem_multiplier=spec.stemMultiplier,
-            )
-        if isinstance(space, EnasMacroSpace):
-            return MacroSupernet(
-                space, input_shape=data.input_shape, num_classes=data.num_classes,
-                filters=spec.filters,
-            )
+        return builder(space, spec, data)
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"training.model: cannot build the {space.type_name} supernet: {exc}") from exc
-    raise ConfigError(f"spaceType {space.type_name!r} has no supernet")
 
 
 def build_strategy(space: SearchSpace, enas: EnasSpec, seed: int) -> Reinforce:

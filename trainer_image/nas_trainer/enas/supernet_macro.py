@@ -19,10 +19,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_macro import OPS, EnasMacroSpace
+from nas_trainer.datasets.images import ImageData
 from nas_trainer.enas.shared import use_batch_statistics
 from nas_trainer.models.enas_macro import ENAS_MACRO_OPS, reduction_layers
 from nas_trainer.models.ops import FactorizedReduce, ReLUConvBN
+from nas_trainer.registry import register_supernet
+from nas_trainer.runtime import ConfigError
 
 
 class MacroSupernet(nn.Module):
@@ -82,3 +86,12 @@ class MacroSupernet(nn.Module):
         assert last is not None
         z = torch.flatten(nn.functional.adaptive_avg_pool2d(torch.relu(last), 1), 1)
         return self.classifier(z)
+
+
+@register_supernet("enas-macro")
+def build_macro_supernet(space: EnasMacroSpace, spec: ModelSpec, data: object) -> MacroSupernet:
+    """The enas-macro supernet sized by ``training.model`` for image ``data``."""
+    if not isinstance(data, ImageData):
+        raise ConfigError(f"dataset: {space.type_name} needs image data")
+    return MacroSupernet(space, input_shape=data.input_shape, num_classes=data.num_classes,
+                         filters=spec.filters)

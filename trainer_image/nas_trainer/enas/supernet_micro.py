@@ -41,10 +41,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_micro import EnasMicroSpace
 from controller_policy.spaces.nasnet import CellLayout
+from nas_trainer.datasets.images import ImageData
 from nas_trainer.enas.shared import use_batch_statistics
 from nas_trainer.models.ops import IMAGE_OPS, FactorizedReduce, ReLUConvBN
+from nas_trainer.registry import register_supernet
+from nas_trainer.runtime import ConfigError
 
 
 def identity_init(module: nn.Module) -> None:
@@ -167,3 +171,13 @@ class MicroSupernet(nn.Module):
                 s0, s1 = s1, cell(s0, s1, layouts["normal"])
         out = torch.flatten(nn.functional.adaptive_avg_pool2d(torch.relu(s1), 1), 1)
         return self.classifier(out)
+
+
+@register_supernet("enas-micro")
+def build_micro_supernet(space: EnasMicroSpace, spec: ModelSpec, data: object) -> MicroSupernet:
+    """The enas-micro supernet sized by ``training.model`` for image ``data``."""
+    if not isinstance(data, ImageData):
+        raise ConfigError(f"dataset: {space.type_name} needs image data")
+    return MicroSupernet(space, input_shape=data.input_shape, num_classes=data.num_classes,
+                         filters=spec.filters, cells_per_stage=spec.cellsPerStage,
+                         stem_multiplier=spec.stemMultiplier)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_rnn import EnasRnnSpace
+from nas_trainer.datasets.text import TextData
 from nas_trainer.models.recurrent import (
     ACTIVATION_FNS,
     ENAS_LAYERS,
@@ -27,6 +28,8 @@ from nas_trainer.models.recurrent import (
     RecurrentCell,
     RecurrentLM,
 )
+from nas_trainer.registry import register_supernet
+from nas_trainer.runtime import ConfigError
 
 
 class SharedEnasCell(EnasCell):
@@ -92,3 +95,11 @@ class RnnSupernet(nn.Module):
         for cell in self.lm.cells:
             cell.use(genotype)  # type: ignore[operator]
         return self.lm(x, hidden)
+
+
+@register_supernet("enas-rnn")
+def build_rnn_supernet(space: EnasRnnSpace, spec: ModelSpec, data: object) -> RnnSupernet:
+    """The enas-rnn supernet sized by ``training.model`` for text ``data``."""
+    if not isinstance(data, TextData):
+        raise ConfigError("dataset: enas-rnn needs text data")
+    return RnnSupernet(space, vocab_size=data.vocab_size, spec=spec)

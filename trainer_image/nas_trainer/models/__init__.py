@@ -11,25 +11,13 @@ and ``init_hidden(batch_size)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces import Architecture, make_space
-
-ModelBuilder = Callable[..., nn.Module]
-BUILDERS: dict[str, ModelBuilder] = {}
-"""space type -> builder(genotype, *, spec, input_shape|vocab_size, num_classes)."""
-
-
-def register_builder(space_type: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    def deco(fn: ModelBuilder) -> ModelBuilder:
-        BUILDERS[space_type] = fn
-        return fn
-
-    return deco
+from nas_trainer.registry import BUILDERS, ModelBuilder, model_builder, register_builder
 
 
 def build_model(
@@ -55,9 +43,10 @@ def build_model(
     genotype = architecture.genotype
     if not genotype or space.encode(genotype) != tokens:
         genotype = space.to_genotype(tokens)
-    _load_all()
     spec = spec or ModelSpec()
-    builder = BUILDERS[architecture.space]
+    builder = model_builder(architecture.space)
+    if builder is None:
+        raise ValueError(f"{architecture.space}: no model builder is registered for this space")
     if space.kind == "image":
         if input_shape is None or num_classes is None:
             raise ValueError(f"{architecture.space}: input_shape and num_classes are required")
@@ -67,5 +56,4 @@ def build_model(
     return builder(genotype, spec=spec, vocab_size=vocab_size)
 
 
-def _load_all() -> None:
-    from nas_trainer.models import cells, cnn_zoph_le, enas_macro, recurrent  # noqa: F401
+__all__ = ["BUILDERS", "ModelBuilder", "build_model", "register_builder"]

@@ -22,8 +22,8 @@ from torch import nn
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_micro import EnasMicroSpace
 from controller_policy.spaces.nasnet import CellLayout, NasnetSpace, TwoCellSpace
-from nas_trainer.models import register_builder
 from nas_trainer.models.ops import IMAGE_OPS, FactorizedReduce, ReLUConvBN, drop_path
+from nas_trainer.registry import register_builder
 
 
 class Cell(nn.Module):

@@ -26,7 +26,7 @@ from torch import nn
 
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
-from nas_trainer.models import register_builder
+from nas_trainer.registry import register_builder
 
 BLOCK_DEPTH = 3
 """Convolutions per predicted layer in the pooling variant (13 x 3 = 39 layers)."""

@@ -31,9 +31,9 @@ from torch import nn
 
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.enas_macro import EnasMacroSpace
-from nas_trainer.models import register_builder
 from nas_trainer.models.cnn_zoph_le import concat_padded
 from nas_trainer.models.ops import FactorizedReduce, Pool, ReLUConvBN, SepConv
+from nas_trainer.registry import register_builder
 
 ENAS_MACRO_OPS: dict[str, Callable[[int], nn.Module]] = {
     "conv3x3": lambda c: ReLUConvBN(c, c, 3),

@@ -35,7 +35,7 @@ from controller_policy.spaces.zoph_le_rnn import (
     ZophLeRnnSpace,
     tree_children,
 )
-from nas_trainer.models import register_builder
+from nas_trainer.registry import register_builder
 
 ZOPH_LE_LAYERS = 2
 """Zoph & Le trained 2-layer children (docs/papers.md §2); ModelSpec has no layer count yet."""
