@@ -247,7 +247,7 @@ def check_status_api_reports(p: Panel) -> None:
     accepted = got.pop("accepted")
     trials = len(p.trials)
     epochs = p.spec["trial"]["training"]["epochs"]
-    # Each trainer reports every epoch and once at the end.
+    # Each trainer reports every epoch and once at the end (the trial contract, docs/design.md §4).
     assert accepted == pytest.approx(trials * (epochs + 1), abs=1e-6)
     assert all(v == pytest.approx(0, abs=1e-9) for v in got.values()), got
     assert finite(p.range())
