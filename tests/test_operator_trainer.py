@@ -144,6 +144,11 @@ async def test_enas_runs_one_long_job_with_progress_then_final_training(
     assert status["best"]["tokens"] == derived
     [final] = status["finalTraining"]
     assert final["trial"] == "enas-f0000" and final["reward"] == pytest.approx(0.9**3)
+    # the supernet's score and the standalone retraining, labelled apart in the status
+    assert status["best"]["scoredBy"] == "supernet" and status["topK"][0]["scoredBy"] == "supernet"
+    assert final["scoredBy"] == "training" and final["retrains"] == "enas-t0000"
+    assert "best enas-t0000 supernet score 0.125" in status["message"], status["message"]
+    assert "retrained enas-f0000 (of enas-t0000) reward 0.729" in status["message"]
     trials = {t["metadata"]["name"]: t for t in await bed.trials("enas")}
     assert set(trials) == {"enas-t0000", "enas-f0000"}
     assert trials["enas-f0000"]["spec"]["stage"] == "final"

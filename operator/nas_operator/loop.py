@@ -79,6 +79,7 @@ from nas_operator.ledger import (
     report_digest,
 )
 from nas_operator.metrics import SearchMetrics
+from nas_operator.retrained import scored_by, with_retrains
 from nas_operator.tokens import generate_key, trial_token
 
 log = logging.getLogger(__name__)
@@ -437,6 +438,8 @@ class SearchLoop:
         counts = self.ledger.counts["search"]
         states = self.ledger.count_state("search")
         best = self.ledger.best
+        scored = {"scoredBy": scored_by(self.spec.strategy.type)}
+        top = [r.result().model_copy(update=scored) for r in self.ledger.topk]
         return NASSearchStatus(
             phase=self.phase,  # type: ignore[arg-type]
             reason=self.reason,
@@ -448,9 +451,10 @@ class SearchLoop:
                 running=states["running"], succeeded=counts["succeeded"], failed=counts["failed"],
                 cancelled=counts["cancelled"], retried=counts["retried"],
             ),  # fmt: skip
-            best=best.result(self._best_genotype(best)) if best else None,
-            topK=[r.result() for r in self.ledger.topk],
-            finalTraining=[r.result(self._genotype(r.tokens)) for r in self.ledger.final_results],
+            best=best.result(self._best_genotype(best)).model_copy(update=scored) if best else None,
+            topK=top,
+            finalTraining=[with_retrains(top, r.result(self._genotype(r.tokens)))
+                           for r in self.ledger.final_results],
             controller=self.controller.model_copy(),
             startTime=rfc3339(self.start_time),
             completionTime=rfc3339(self.completion_time),
@@ -781,11 +785,16 @@ class SearchLoop:
                     "ended without a reward")
         best = self.ledger.best
         assert best is not None
+        score = "supernet score" if scored_by(self.spec.strategy.type) == "supernet" else "reward"
         msg = (f"{c['succeeded']} trials succeeded, {c['failed']} failed; best {best.name} "
-               f"reward {best.reward:.6g}")
+               f"{score} {best.reward:.6g}")
         if self.stage == "final":
             done = self.ledger.counts["final"]
             msg += f"; final training: {done['succeeded']} succeeded, {done['failed']} failed"
+            top = [r.result() for r in self.ledger.topk]
+            retrained = [with_retrains(top, r.result()) for r in self.ledger.final_results]
+            msg += "".join(f"; retrained {r.trial} (of {r.retrains}) reward {r.reward:.6g}"
+                           for r in retrained[:3])
         return ("Succeeded", "Completed", msg)
 
     def _start_final(self, top_k: int) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from controller_policy.strategies.registry import WEIGHT_SHARING
 from nas_operator.api import TrialResult
 
 ScoredBy = Literal["supernet", "training"]
 
-WEIGHT_SHARING_STRATEGIES = frozenset({"enas"})
+WEIGHT_SHARING_STRATEGIES = frozenset({WEIGHT_SHARING})
 """Strategies whose search trial scores architectures with shared weights."""
 
 SCORE_LABEL: dict[str, str] = {
@@ -37,6 +38,12 @@ def retrained_of(search_results: Sequence[TrialResult], final: TrialResult) -> s
         if list(result.tokens) == list(final.tokens):
             return result.trial
     return None
+
+
+def with_retrains(search_results: Sequence[TrialResult], final: TrialResult) -> TrialResult:
+    """A final run's status entry: measured by training, naming the trial it retrains."""
+    return final.model_copy(update={"scoredBy": "training",
+                                    "retrains": retrained_of(search_results, final)})
 
 
 def retrained_entries(search_results: Sequence[TrialResult],

@@ -52,6 +52,14 @@ class TrialResult(Strict):
     genotype: dict[str, Any] | None = Field(
         default=None, description="Readable architecture (best only)."
     )
+    scoredBy: Literal["supernet", "training"] | None = Field(
+        default=None, description="How the reward was measured: 'training' (the architecture "
+        "trained on its own) or 'supernet' (scored through a weight-sharing supernet: a ranking "
+        "signal, see finalTraining for the standalone accuracy).",
+    )
+    retrains: str | None = Field(
+        default=None, description="For a final-training run: the search trial it retrains."
+    )
 
 
 class ControllerSummary(Strict):
