@@ -81,12 +81,16 @@ class Prometheus:
     """One server process: config written to ``workdir``, data in ``workdir/data``."""
 
     def __init__(self, binary: str, workdir: Path, targets: dict[str, Sequence[str]], *,
-                 interval: float = 0.5, rule_files: Sequence[Path] = ()) -> None:
+                 interval: float = 0.5, rule_files: Sequence[Path] = (),
+                 target_labels: dict[str, str] | None = None) -> None:
         self.binary = binary
         self.workdir = Path(workdir)
         self.targets = {job: list(addresses) for job, addresses in targets.items()}
         self.interval = interval
         self.rule_files = list(rule_files)
+        self.target_labels = dict(target_labels or {})
+        """Labels every target gets, as a ServiceMonitor adds ``namespace`` and ``pod``; the
+        scraped series keep their own (``honor_labels``, like the chart's ServiceMonitor)."""
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -99,7 +103,8 @@ class Prometheus:
                        "evaluation_interval": f"{ms}ms"},
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": addresses}]}
+                {"job_name": job, "honor_labels": True, "static_configs": [
+                    {"targets": addresses, "labels": self.target_labels}]}
                 for job, addresses in self.targets.items()],
         }  # fmt: skip
 
