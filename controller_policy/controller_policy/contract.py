@@ -148,6 +148,28 @@ class EnasSpec(Strict):
     deriveSamples: int = Field(default=100, ge=1)
 
 
+class DartsSpec(Strict):
+    """Mode ``darts`` (docs/papers.md §8, DARTS): bilevel search over the micro cell in one trial."""
+
+    order: Literal["first", "second"] = Field(
+        default="second", description="first: alpha on the current weights; second: the unrolled step."
+    )
+    archLearningRate: float = Field(default=3e-4, gt=0, description="Adam on alpha (paper: 3e-4).")
+    archBetas: tuple[float, float] = (0.5, 0.999)
+    archWeightDecay: float = Field(default=1e-3, ge=0)
+    unrollEpsilon: float = Field(
+        default=0.01, gt=0, description="Finite-difference step: 0.01 / ||grad of w'|| (paper)."
+    )
+    earlyStop: Literal["off", "skip-count"] = Field(
+        default="off", description="skip-count: DARTS+ stops once the normal cell holds skipLimit skips."
+    )
+    skipLimit: int = Field(default=2, ge=1)
+    workers: int = Field(default=1, ge=1, description="gloo/NCCL workers sharing the supernet.")
+    accumulate: int = Field(
+        default=1, ge=1, description="Micro-batches per worker and step (BN statistics per micro-batch)."
+    )
+
+
 class TrialDocument(Strict):
     """Everything a trainer needs for one trial attempt."""
 
@@ -158,7 +180,7 @@ class TrialDocument(Strict):
     trial: str
     attempt: int = Field(default=0, ge=0)
     seed: int = 0
-    mode: Literal["train", "enas"] = "train"
+    mode: Literal["train", "enas", "darts"] = "train"
     architecture: Architecture | None = Field(
         default=None, description="Required for mode 'train'; absent for mode 'enas'."
     )
@@ -168,6 +190,7 @@ class TrialDocument(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     objective: Objective = Field(default_factory=Objective)
     enas: EnasSpec | None = None
+    darts: DartsSpec | None = None
     checkpointDir: str | None = Field(
         default=None, description="Where to checkpoint on SIGTERM and resume from."
     )

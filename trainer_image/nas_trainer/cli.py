@@ -116,6 +116,10 @@ def run_trial(ctx: TrialContext) -> TrainResult:
         from nas_trainer.train_enas import run_enas
 
         return run_enas(ctx)
+    if doc.mode == "darts":
+        from nas_trainer.darts.workers import run_darts
+
+        return run_darts(ctx)
     from nas_trainer.child import build_child
     from nas_trainer.train_image import train_image
     from nas_trainer.train_language import train_language
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         text, source = read_trial_text(args.trial)
         doc = parse_trial(text, source)
         reporter = Reporter.from_env()
+        if os.environ.get("RANK", "0") not in ("", "0"):  # a DARTS worker other than rank 0 reports nothing
+            reporter = Reporter(None, None, None, echo_stdout=False)
     except (TrialInputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         trial, attempt = _trial_name(text)
