@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
+from export_check import check_without_kubenas
 
 from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
@@ -110,52 +108,6 @@ def test_generated_module_and_program_match_the_trained_network(space_type: str,
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-CLEAN_CHECK = r"""
-import importlib.util, json, sys, torch
-for name in ("nas_trainer", "controller_policy", "nas_operator"):
-    try:
-        __import__(name)
-    except ImportError:
-        continue
-    raise SystemExit(f"{name} is importable: not a clean interpreter")
-
-
-def check(folder, io_file):
-    spec = importlib.util.spec_from_file_location("model_" + str(len(sys.modules)), folder + "/model.py")
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    io = torch.load(io_file)
-    net = model.load()
-    out = net(*io["inputs"])
-    result = {"module": float((out[0] if isinstance(out, tuple) else out).sub(io["expected"]).abs().max())}
-    if model.INPUT["kind"] == "image":
-        program = torch.export.load(folder + "/model.pt2").module()
-        result["program"] = float(program(*io["inputs"]).sub(io["expected"]).abs().max())
-    else:  # the program is one time step: run the sequence through it
-        program = torch.export.load(folder + "/model.pt2").module()
-        tokens, state = io["inputs"]
-        steps = []
-        for t in range(tokens.shape[1]):
-            logits, state = program(tokens[:, t : t + 1], state)
-            steps.append(logits)
-        result["program"] = float(torch.cat(steps, 1).sub(io["expected"]).abs().max())
-    print(json.dumps(result))
-
-
-for i in range(1, len(sys.argv), 2):
-    check(sys.argv[i], sys.argv[i + 1])
-"""
-
-
-def clean_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -I -S``: no user site, no .pth files (so no editable kubenas), only the folders
-    torch is installed in."""
-    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    boot = f"import sys; sys.path.extend({sorted(paths)!r}); exec(open({script!r}).read())"
-    return subprocess.run([sys.executable, "-I", "-S", "-c", boot, *args], capture_output=True,
-                          text=True, timeout=120, cwd="/")
-
-
 def test_exported_files_run_without_kubenas(tmp_path: Path) -> None:
     """One CNN space and one RNN space, checked in one clean interpreter (a torch start each)."""
     folders = []
@@ -170,10 +122,7 @@ def test_exported_files_run_without_kubenas(tmp_path: Path) -> None:
                     "expected": expected[0] if isinstance(expected, tuple) else expected},
                    tmp_path / space_type / "io.pt")
         folders += [str(out), str(tmp_path / space_type / "io.pt")]
-    (tmp_path / "check.py").write_text(CLEAN_CHECK)
-    run = clean_python(str(tmp_path / "check.py"), *folders)
-    assert run.returncode == 0, run.stderr[-2000:]
-    errors = [json.loads(line) for line in run.stdout.strip().splitlines()]
+    errors = check_without_kubenas(tmp_path, folders)
     assert len(errors) == 2
     for error in errors:
         assert error["module"] < 1e-5 and error["program"] < 1e-5, errors

@@ -3,6 +3,7 @@
     kubenas run SEARCH.yaml [--out DIR] [--parallel N] [--metrics-port P]
     kubenas run --resume DIR [--parallel N]
     kubenas show DIR
+    kubenas export DIR [--trial NAME] [--out DIR] [--untrained]   (needs kubenas[trainer])
     kubenas validate FILE.yaml [FILE.yaml ...]
     kubenas operator [ARGS...]       (the Kubernetes operator; needs kubenas[operator])
 
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check NASSearch YAML files")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE.yaml")
+
+    from nas_operator.export import add_export_parser
+
+    add_export_parser(sub)
 
     operator = sub.add_parser("operator", help="run the Kubernetes operator", add_help=False,
                               description="Run the Kubernetes operator (arguments, --help "
@@ -172,7 +177,14 @@ def cmd_operator(args: argparse.Namespace, console: Console) -> int:
     return int(entry(list(args.args)) or 0)
 
 
-COMMANDS = {"run": cmd_run, "show": cmd_show, "validate": cmd_validate, "operator": cmd_operator}
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from nas_operator.export import cmd_export as export
+
+    return export(args, console)
+
+
+COMMANDS = {"run": cmd_run, "show": cmd_show, "validate": cmd_validate, "operator": cmd_operator,
+            "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,6 +59,17 @@ class LaunchRequest:
     """The PersistentVolumeClaim of the attempt's dataset: pod launchers mount it at
     ``document.dataset.path``; local processes read that path directly."""
 
+    @property
+    def stage(self) -> str:
+        """``search``, or ``final`` (retraining): a final attempt saves its trained model
+        (``document.outputDir``, which each launcher points at a folder of its own)."""
+        return trial_stage(self.trial)
+
+
+def trial_stage(trial: str) -> str:
+    """``search`` or ``final`` from a trial name (``<search>-t0007`` / ``<search>-f0001``)."""
+    return "final" if trial.rsplit("-", 1)[-1].startswith("f") else "search"
+
 
 class TrialObserver(Protocol):
     """What a launcher tells the loop; each call is idempotent and never raises on stale input."""

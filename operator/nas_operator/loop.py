@@ -455,6 +455,8 @@ class SearchLoop:
             topK=top,
             finalTraining=[with_retrains(top, r.result(self._genotype(r.tokens)))
                            for r in self.ledger.final_results],
+            modelOutput=self.spec.finalTraining.output_uri(self.namespace, self.name)
+            if self.stage == "final" and self.spec.finalTraining else None,
             controller=self.controller.model_copy(),
             startTime=rfc3339(self.start_time),
             completionTime=rfc3339(self.completion_time),

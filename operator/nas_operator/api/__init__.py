@@ -47,13 +47,13 @@ from nas_operator.api.status import (
     TrialPhase,
     TrialResult,
 )
-from nas_operator.api.trial import DatasetClaim, Toleration, TrialDataset, TrialSpec
+from nas_operator.api.trial import DatasetClaim, ModelOutput, Toleration, TrialDataset, TrialSpec
 from nas_operator.api.validation import parse_duration
 
 __all__ = [
     "API_GROUP", "API_VERSION", "BUNDLED_DATASETS", "DEFAULT_TRAINER_IMAGE", "EPOCHS_IN_STATUS",
     "MAX_SEARCH_NAME", "POD_CHECKPOINT_DIR", "POD_TMP_DIR", "TOP_K_LIMIT",
-    "BudgetSpec", "Condition", "ControllerSummary", "DatasetClaim", "FinalTrainingSpec",
+    "BudgetSpec", "Condition", "ControllerSummary", "DatasetClaim", "FinalTrainingSpec", "ModelOutput",
     "NASSearch", "NASSearchSpec", "NASSearchStatus", "NASTrial", "NASTrialSpec", "NASTrialStatus",
     "ObjectMeta", "SearchPhase", "SearchProgress", "SearchSpaceSpec", "SpaceType", "SpecError",
     "StrategySpec", "StrategyType", "Toleration", "TrialCounts", "TrialDataset", "TrialPhase",

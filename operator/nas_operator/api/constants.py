@@ -16,6 +16,8 @@ EPOCHS_IN_STATUS = 50
 """A NASTrial keeps at most this many per-epoch entries (the latest)."""
 POD_TMP_DIR = "/tmp"
 POD_CHECKPOINT_DIR = "/checkpoints"
-"""Folders every trial pod mounts for itself (``kube/jobs.py``): a dataset cannot go there."""
+POD_MODEL_DIR = "/models"
+"""Folders every trial pod mounts for itself (``kube/jobs.py``): a dataset cannot go there.
+``/models`` holds finalTraining.output's claim in final-training pods."""
 BUNDLED_DATASETS = frozenset({"digits", "pydoc-text", "synthetic"})
 """Datasets inside the trainer image (or generated): they read no files."""

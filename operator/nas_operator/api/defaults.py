@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 KIND_METRIC = {"image": "val_accuracy", "language": "val_perplexity"}
 """Image spaces are scored by accuracy, language spaces by perplexity."""
 KIND_DATASETS = {
-    "image": ("cifar10", "digits", "synthetic"),
+    "image": ("cifar10", "digits", "synthetic", "image-folder", "idx", "arrays"),
     "language": ("ptb", "pydoc-text", "synthetic"),
 }
 KIND_DEFAULT_DATASET = {"image": "digits", "language": "pydoc-text"}

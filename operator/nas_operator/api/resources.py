@@ -32,7 +32,7 @@ from nas_operator.api.defaults import (
 from nas_operator.api.errors import SpecError, format_validation_error
 from nas_operator.api.registered import SpaceType, StrategyType
 from nas_operator.api.status import NASTrialStatus
-from nas_operator.api.trial import TrialDataset, TrialSpec
+from nas_operator.api.trial import ModelOutput, TrialDataset, TrialSpec
 from nas_operator.api.validation import cross_checks, parse_duration
 
 TrialStage = Literal["search", "final"]
@@ -138,8 +138,19 @@ class FinalTrainingSpec(Strict):
         description="Overrides of spec.trial.training for the final runs (e.g. epochs, model).",
     )
     dataset: TrialDataset | None = Field(
-        default=None, description="Data of the final runs; default: spec.trial.dataset."
+        default=None, description="Data of the final runs (another size or more of it: "
+        "transfer); default: spec.trial.dataset.",
     )
+    output: ModelOutput | None = Field(
+        default=None,
+        description="Cluster: the PersistentVolumeClaim folder the final runs save their "
+        "trained models to (status.modelOutput names it). Locally the models go into the run "
+        "folder (trials/<trial>/model/), and this is ignored.",
+    )
+
+    def output_uri(self, namespace: str, search: str) -> str | None:
+        """``status.modelOutput``: the claim folder of this search's final models, if any."""
+        return self.output.uri(namespace, search) if self.output is not None else None
 
 
 class NASSearchSpec(Strict):

@@ -101,6 +101,11 @@ class NASSearchStatus(Strict):
         max_length=TOP_K_LIMIT,
         description="Results of the final retraining runs.",
     )
+    modelOutput: str | None = Field(
+        default=None,
+        description="Where the final runs save their trained models (finalTraining.output): "
+        "pvc://<claim>/<folder>/, one sub-folder per final trial; set once final training starts.",
+    )
     controller: ControllerSummary = Field(
         default_factory=ControllerSummary, description="Controller summary."
     )

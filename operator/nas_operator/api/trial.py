@@ -18,6 +18,7 @@ from nas_operator.api.constants import (
     BUNDLED_DATASETS,
     DEFAULT_TRAINER_IMAGE,
     POD_CHECKPOINT_DIR,
+    POD_MODEL_DIR,
     POD_TMP_DIR,
 )
 
@@ -42,22 +43,18 @@ _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-class DatasetClaim(Strict):
-    """A PersistentVolumeClaim holding the dataset files (a core/v1 volume source, plus subPath)."""
+class ClaimFolder(Strict):
+    """A PersistentVolumeClaim and a folder in it (what both the dataset and the model output
+    name): the claim's name and the subPath to mount, both checked here once."""
 
     claimName: str = Field(
         description="Name of the PersistentVolumeClaim, in the search's namespace.",
         json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253},
     )
-    readOnly: bool = Field(
-        default=True,
-        description="Mount read-only (the default: trials only read, and many share the claim; "
-        "a ReadOnlyMany claim needs it). False only to let dataset.download fill the claim.",
-    )
     subPath: str | None = Field(
         default=None,
-        description="Folder inside the claim to mount at dataset.path (relative, no '..'); "
-        "default: the claim's root.",
+        description="Folder inside the claim to mount (relative, no '..'); default: the "
+        "claim's root.",
     )
 
     @field_validator("claimName")
@@ -73,14 +70,57 @@ class DatasetClaim(Strict):
     @field_validator("subPath")
     @classmethod
     def _sub_path(cls, value: str | None) -> str | None:
-        if value is not None and (
-            not value or value.startswith("/") or ".." in value.split("/")
-        ):
+        if value is not None and (not value or value.startswith("/") or ".." in value.split("/")):
             raise ValueError(
                 f"{value!r} must be a relative folder inside the claim without '..' "
                 "(e.g. 'cifar10'); leave it out to mount the claim's root"
             )
         return value
+
+
+class DatasetClaim(ClaimFolder):
+    """A PersistentVolumeClaim holding the dataset files (a core/v1 volume source, plus subPath)."""
+
+    readOnly: bool = Field(
+        default=True,
+        description="Mount read-only (the default: trials only read, and many share the claim; "
+        "a ReadOnlyMany claim needs it). False only to let dataset.download fill the claim.",
+    )
+    subPath: str | None = Field(
+        default=None,
+        description="Folder inside the claim to mount at dataset.path (relative, no '..'); "
+        "default: the claim's root.",
+    )
+
+
+class ModelOutput(ClaimFolder):
+    """``finalTraining.output``: the PersistentVolumeClaim folder final training saves models to.
+
+    Each final trial's pod mounts the claim (read-write) at ``/models`` and its trainer
+    writes ``<subPath>/<namespace>/<search>/<trial>/`` there (model.json, weights.pt,
+    metrics.json; ``nas_trainer.model_output``); the NASSearch status records the folder.
+    """
+
+    subPath: str | None = Field(
+        default=None,
+        description="Folder inside the claim for this search's models (relative, no '..'); "
+        "default: the claim's root.",
+    )
+
+    def folder(self, namespace: str, search: str) -> str:
+        """Inside the claim: where this search's final trials save (one sub-folder each)."""
+        return "/".join(p for p in (self.subPath, namespace, search) if p)
+
+    def uri(self, namespace: str, search: str) -> str:
+        """How the status names the folder: ``pvc://<claim>/<folder>/``."""
+        return f"pvc://{self.claimName}/{self.folder(namespace, search)}/"
+
+
+def claim_mount(dataset: DatasetSpec) -> str | None:
+    """Where a dataset's claim is mounted: ``path``, or the folder of the .npz (arrays)."""
+    if dataset.name == "arrays" and dataset.path:
+        return dataset.path.rstrip("/").rsplit("/", 1)[0] or "/"
+    return dataset.path
 
 
 class TrialDataset(DatasetSpec):
@@ -110,8 +150,9 @@ class TrialDataset(DatasetSpec):
         where = f"{field}.persistentVolumeClaim"
         if self.name in BUNDLED_DATASETS:
             return [f"{where}: dataset {self.name!r} is built into the trainer and reads no "
-                    "files; remove the claim, or use cifar10 or ptb"]
-        path = self.path or ""
+                    "files; remove the claim, or use a dataset read from files (cifar10, ptb, "
+                    "image-folder, idx, arrays)"]
+        path = claim_mount(self) or ""
         if not path.startswith("/"):
             return [f"{field}.path: must be an absolute path when {where} is set (the claim is "
                     f"mounted there), got {self.path!r}; e.g. /data/{self.name}"]
@@ -124,7 +165,7 @@ class TrialDataset(DatasetSpec):
                           "trainer image); use a folder such as /data")
         else:
             mount = "/" + "/".join(parts)
-            for own in (POD_TMP_DIR, POD_CHECKPOINT_DIR):
+            for own in (POD_TMP_DIR, POD_CHECKPOINT_DIR, POD_MODEL_DIR):
                 if mount == own or mount.startswith(own + "/"):
                     errors.append(f"{field}.path: {path!r} is inside {own}, which the trial pod "
                                   "mounts for itself; use a folder such as /data")

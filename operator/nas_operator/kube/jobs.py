@@ -18,7 +18,10 @@ What the pod gets and why:
   queue label (created suspended, as Kueue admits it);
 * the dataset's PersistentVolumeClaim, when the spec names one, mounted at
   ``dataset.path`` (read-only unless the spec says otherwise), so CIFAR-10 or
-  PTB come from a shared volume instead of the image.
+  PTB come from a shared volume instead of the image;
+* for final training with ``finalTraining.output``, that claim read-write at
+  ``/models`` and ``outputDir`` = ``/models/<namespace>/<search>/<trial>`` in the
+  trial document, so the trained model outlives the pod.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from controller_policy.contract import (
     ENV_TERMINATION_FILE,
     ENV_TRIAL_JSON,
 )
-from nas_operator.api import POD_CHECKPOINT_DIR, POD_TMP_DIR, TrialSpec
+from nas_operator.api import POD_CHECKPOINT_DIR, POD_TMP_DIR, ModelOutput, TrialSpec
+from nas_operator.api.constants import POD_MODEL_DIR
+from nas_operator.api.trial import claim_mount
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.labels import (
     LABEL_ATTEMPT,
@@ -52,6 +57,9 @@ from nas_operator.launcher import LaunchRequest
 CHECKPOINT_DIR = POD_CHECKPOINT_DIR
 """Where the trainer saves on SIGTERM (the trainer image creates and owns it)."""
 DATASET_VOLUME = "dataset"
+OUTPUT_VOLUME = "models"
+MODEL_DIR = POD_MODEL_DIR
+"""Mount point of finalTraining.output's claim in final-training pods."""
 TRAINER_UID = 10001
 """The trainer image's numeric user (trainer_image/Dockerfile)."""
 
@@ -82,8 +90,16 @@ def _resources(trial: TrialSpec) -> dict[str, dict[str, str]]:
             for section, amounts in trial.resources.items() if amounts}
 
 
-def _env(request: LaunchRequest) -> list[dict[str, Any]]:
-    document = request.document.model_copy(update={"checkpointDir": CHECKPOINT_DIR})
+def model_dir(request: LaunchRequest) -> str:
+    """Inside the pod: where a final attempt's trainer saves its model (on the output claim)."""
+    return f"{MODEL_DIR}/{request.namespace}/{request.search}/{request.trial}"
+
+
+def _env(request: LaunchRequest, output: ModelOutput | None) -> list[dict[str, Any]]:
+    update = {"checkpointDir": CHECKPOINT_DIR}
+    if output is not None:
+        update["outputDir"] = model_dir(request)
+    document = request.document.model_copy(update=update)
     env: list[dict[str, Any]] = [
         {"name": ENV_TRIAL_JSON, "value": document.model_dump_json(exclude_none=True)},
         {"name": ENV_REPORT_TOKEN, "valueFrom": {"secretKeyRef": {
@@ -97,7 +113,7 @@ def _env(request: LaunchRequest) -> list[dict[str, Any]]:
 
 def _dataset_volume(request: LaunchRequest) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(volume, mount) of the attempt's dataset claim, or None when its data is not on one."""
-    claim, path = request.dataset_claim, request.document.dataset.path
+    claim, path = request.dataset_claim, claim_mount(request.document.dataset)
     if claim is None or not path:
         return None
     volume = {"name": DATASET_VOLUME, "persistentVolumeClaim": {
@@ -106,6 +122,15 @@ def _dataset_volume(request: LaunchRequest) -> tuple[dict[str, Any], dict[str, A
                              "readOnly": claim.readOnly}
     if claim.subPath:
         mount["subPath"] = claim.subPath
+    return volume, mount
+
+
+def _output_volume(output: ModelOutput) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volume, mount) of finalTraining.output's claim: read-write at /models (its subPath)."""
+    volume = {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": output.claimName}}
+    mount: dict[str, Any] = {"name": OUTPUT_VOLUME, "mountPath": MODEL_DIR}
+    if output.subPath:
+        mount["subPath"] = output.subPath
     return volume, mount
 
 
@@ -119,8 +144,10 @@ def _security(pod: bool) -> dict[str, Any]:
 
 
 def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
-              owner: dict[str, Any] | None) -> dict[str, Any]:
-    """The Job manifest of ``request``'s attempt, owned by its NASTrial (``owner``)."""
+              owner: dict[str, Any] | None, output: ModelOutput | None = None) -> dict[str, Any]:
+    """The Job manifest of ``request``'s attempt, owned by its NASTrial (``owner``); a final
+    attempt with ``output`` (finalTraining.output) saves its model on that claim."""
+    output = output if request.stage == "final" else None
     labels = trial_labels(request)
     job_labels = dict(labels)
     if trial.queueName:
@@ -130,7 +157,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         "name": TRAINER_CONTAINER,
         "image": image,
         "imagePullPolicy": pull_policy,
-        "env": _env(request),
+        "env": _env(request, output),
         "terminationMessagePath": DEFAULT_TERMINATION_FILE,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _security(pod=False),
@@ -152,6 +179,10 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
     if dataset is not None:
         pod["volumes"].append(dataset[0])
         container["volumeMounts"].append(dataset[1])
+    if output is not None:
+        volume, mount = _output_volume(output)
+        pod["volumes"].append(volume)
+        container["volumeMounts"].append(mount)
     if config.trainer_service_account:
         pod["serviceAccountName"] = config.trainer_service_account
     if config.trainer_image_pull_secrets:

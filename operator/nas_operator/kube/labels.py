@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas_operator.api import API_GROUP, API_VERSION
+from nas_operator.launcher import trial_stage
 
 GROUP = API_GROUP
 VERSION = API_VERSION.split("/", 1)[1]
@@ -67,4 +68,4 @@ def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[st
 
 def stage_of(trial: str) -> str:
     """``search`` or ``final`` from a ledger trial name (``<search>-t0007`` / ``-f0001``)."""
-    return "final" if trial.rsplit("-", 1)[-1].startswith("f") else "search"
+    return trial_stage(trial)

@@ -75,7 +75,9 @@ class KubeLauncher(Launcher):
         trial, _ = await asyncio.gather(self._ensure_trial(request),
                                         self.tokens.add(request.trial, request.token))
         assert self.loop is not None
-        job = build_job(request, self.loop.spec.trial, self.config, owner=trial)
+        final = self.loop.spec.finalTraining
+        job = build_job(request, self.loop.spec.trial, self.config, owner=trial,
+                        output=final.output if final is not None else None)
         self.tracker.track(self.namespace, request.job_name, self, request.trial, request.attempt)
         try:
             await self.api.create(JOBS, self.namespace, job)

@@ -10,6 +10,7 @@ Everything an attempt leaves behind lives in its folder, so a runner killed
 with SIGKILL can find its trainers again (``adopt``)::
 
     <root>/<trial>/checkpoint/        trainer checkpointDir, shared by the attempts
+    <root>/<trial>/model/             final training only: the trained model (outputDir)
     <root>/<trial>/a<N>/trial.json    the attempt's trial document
     <root>/<trial>/a<N>/output.log    its stdout and stderr
     <root>/<trial>/a<N>/termination.json   the final report the trainer writes
@@ -147,6 +148,10 @@ class LocalLauncher(Launcher):
     def checkpoint_folder(self, trial: str) -> Path:
         return self.root / trial / "checkpoint"
 
+    def model_folder(self, trial: str) -> Path:
+        """Where a final trial's trainer saves its model (``kubenas export`` reads it)."""
+        return self.root / trial / "model"
+
     async def launch(self, request: LaunchRequest) -> None:
         key = (request.trial, request.attempt)
         if key in self._attempts:
@@ -158,7 +163,10 @@ class LocalLauncher(Launcher):
         folder.mkdir(parents=True, exist_ok=True)
         checkpoint = self.checkpoint_folder(request.trial)
         checkpoint.mkdir(parents=True, exist_ok=True)
-        document = request.document.model_copy(update={"checkpointDir": str(checkpoint)})
+        update = {"checkpointDir": str(checkpoint)}
+        if request.stage == "final":
+            update["outputDir"] = str(self.model_folder(request.trial))
+        document = request.document.model_copy(update=update)
         (folder / "trial.json").write_text(document.model_dump_json(indent=2))
         termination = folder / "termination.json"
         termination.unlink(missing_ok=True)
