@@ -254,8 +254,12 @@ def check_status_api_reports(p: Panel) -> None:
 
 
 def check_checkpoint_size(p: Panel) -> None:
+    """The last checkpoint's size, or the one before (recorded inside the last): the loop
+    writes its final checkpoint after the phase change, which a loaded machine may not get
+    to scrape before the runner stops answering."""
     size = (p.scraped.run.folder / "checkpoint" / "search.ckpt").stat().st_size
-    assert p.value() == size
+    assert p.value() in (size, p.controller["checkpointBytes"]), (p.value(), size)
+    assert finite(p.range())
 
 
 def check_operator_memory(p: Panel) -> None:
