@@ -90,7 +90,7 @@ def test_generated_module_and_program_match_the_trained_network(space_type: str,
                                                                  tmp_path: Path) -> None:
     folder = saved_model(space_type, tmp_path / "model")
     model, meta = load_model(folder)
-    files = write_bundle(model, meta, tmp_path / "export")
+    files = write_bundle(model, meta, tmp_path / "export", onnx=False)
     assert {f.name for f in files} >= {"model.pt2", "model.py", "weights.pt", "model.json"}
     source = (tmp_path / "export" / "model.py").read_text()
     assert "kubenas" not in "".join(line for line in source.splitlines() if "import" in line)
@@ -114,7 +114,7 @@ def test_exported_files_run_without_kubenas(tmp_path: Path) -> None:
     for space_type in ("enas-micro", "enas-rnn"):
         model, meta = load_model(saved_model(space_type, tmp_path / space_type / "model"))
         out = tmp_path / space_type / "export"
-        write_bundle(model, meta, out)
+        write_bundle(model, meta, out, onnx=False)
         inputs = sample_input(meta)
         with torch.no_grad():
             expected = model(*inputs)
@@ -132,7 +132,7 @@ def test_untrained_export_from_a_trial_document_keeps_the_trainers_initial_weigh
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = trial_document("enas-micro", seed=5)
     (tmp_path / "trial.json").write_text(doc.model_dump_json())
-    assert export_main(["--trial", str(tmp_path / "trial.json"), "--untrained",
+    assert export_main(["--trial", str(tmp_path / "trial.json"), "--untrained", "--no-onnx",
                         "--out", str(tmp_path / "x")]) == 0
     assert f"wrote {tmp_path / 'x' / 'model.pt2'}" in capsys.readouterr().out
     fresh, _ = build_child(doc)  # seeded by the trial: the same initial weights
@@ -155,14 +155,22 @@ def test_export_refusals_name_the_problem(tmp_path: Path, capsys: pytest.Capture
         assert message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not onnx_available(), reason="onnx/onnxscript not installed (optional)")
+@pytest.mark.skipif(not onnx_available(), reason="onnx/onnxscript not installed (optional: "
+                    "pip install 'kubenas[export]')")
 def test_onnx_export_where_onnx_is_installed(tmp_path: Path) -> None:
+    """Checked and run by onnx's own reference evaluator (no onnxruntime needed)."""
     import onnx
+    from onnx.reference import ReferenceEvaluator
 
-    folder = saved_model("enas-micro", tmp_path / "model")
-    model, meta = load_model(folder)
-    write_bundle(model, meta, tmp_path / "export")
-    onnx.checker.check_model(onnx.load(str(tmp_path / "export" / "model.onnx")))
+    model, meta = load_model(saved_model("enas-micro", tmp_path / "model"))
+    files = write_bundle(model, meta, tmp_path / "export")  # onnx: where installed
+    assert tmp_path / "export" / "model.onnx" in files
+    graph = onnx.load(str(tmp_path / "export" / "model.onnx"))
+    onnx.checker.check_model(graph)
+    (images,) = sample_input(meta)
+    [logits] = ReferenceEvaluator(graph).run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(logits), model(images), rtol=1e-4, atol=1e-4)
 
 
 def test_training_with_an_output_dir_saves_the_trained_model(

@@ -55,7 +55,7 @@ def search_doc(name: str, space: dict[str, Any], dataset: dict[str, Any], model:
         "spec": {
             "searchSpace": space,
             "strategy": {"type": "random", "seed": 2},
-            "budget": {"maxTrials": 2, "parallelism": 2},
+            "budget": {"maxTrials": 1, "parallelism": 1},
             "trial": {"dataset": dataset, "training": {**TRAINING, "model": model}, "retries": 0},
             "finalTraining": {"topK": 1, "dataset": final_dataset,
                               "training": {"model": final_model}},
@@ -119,7 +119,7 @@ def test_kubenas_export_runs_without_kubenas_and_matches(runs: dict[str, Path],
                                                          tmp_path: Path) -> None:
     pairs = []
     for kind, run in runs.items():
-        assert cli.main(["export", str(run)]) == 0
+        assert cli.main(["export", str(run), "--no-onnx"]) == 0  # ONNX: tests/test_export.py
         (out,) = sorted((run / "export").iterdir())
         assert {"model.pt2", "model.py", "weights.pt", "model.json"} <= {p.name for p in out.iterdir()}
         model, meta = load_model(final_model(run))

@@ -89,7 +89,7 @@ def choose_source(run: RunFolder, trial: str | None, untrained: bool) -> ExportS
 
 
 def export_run(run_dir: Path, out: Path | None, trial: str | None, untrained: bool,
-               command: tuple[str, ...] = TRAINER_EXPORT) -> int:
+               command: tuple[str, ...] = TRAINER_EXPORT, onnx: bool = True) -> int:
     """Run the trainer's exporter for the chosen trial; returns its exit code."""
     run = RunFolder(run_dir)
     try:
@@ -103,7 +103,8 @@ def export_run(run_dir: Path, out: Path | None, trial: str | None, untrained: bo
     target = (out or run.root / "export" / source.trial).absolute()
     print(f"exporting {source.trial} ({'architecture only' if untrained else 'trained'}) to {target}")
     try:
-        done = subprocess.run([*command, *source.args, "--out", str(target)], check=False)
+        args = [*command, *source.args, "--out", str(target), *([] if onnx else ["--no-onnx"])]
+        done = subprocess.run(args, check=False)
     except OSError as exc:
         raise ExportError(f"cannot run {' '.join(command)}: {exc}") from exc
     return done.returncode
@@ -128,11 +129,13 @@ def add_export_parser(sub: Any) -> None:
                          help="the architecture only, freshly initialized; works without "
                          "final training (the best search trial)")
     export.set_defaults(untrained=False)
+    export.add_argument("--no-onnx", dest="onnx", action="store_false",
+                        help="no model.onnx even where the onnx package is installed")
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     try:
-        return export_run(args.folder, args.out, args.trial, args.untrained)
+        return export_run(args.folder, args.out, args.trial, args.untrained, onnx=args.onnx)
     except ExportError as exc:
         console.print(f"error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE

@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="export folder")
     parser.add_argument("--untrained", action="store_true",
                         help="architecture only: fresh weights instead of the trained ones")
+    onnx = parser.add_mutually_exclusive_group()
+    onnx.add_argument("--onnx", dest="onnx", action="store_true", default=None,
+                      help="also write model.onnx (default: where onnx is installed)")
+    onnx.add_argument("--no-onnx", dest="onnx", action="store_false", help="no model.onnx")
     return parser.parse_args(argv)
 
 
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             meta = describe(doc, data)
             vocab = list(data.vocab) if data.kind == "language" else None
         clear(args.out)
-        files = write_bundle(model, meta, args.out, vocab)
+        files = write_bundle(model, meta, args.out, vocab, onnx=args.onnx)
     except (SavedModelError, DatasetError, ConfigError, SourceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,14 +5,15 @@
     weights.pt    the state_dict the trainer saved (or the fresh one with --untrained)
     model.json    architecture, model settings, input contract (from the saved model)
     vocab.txt     language models: the vocabulary, one token per line
-    model.onnx    where the onnx package is installed (image models)
+    model.onnx    image models, where the onnx package is installed (``--no-onnx`` to skip)
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,6 @@ from nas_trainer.export.program import example_inputs, export_program
 from nas_trainer.export.source import render_source
 from nas_trainer.model_output import MODEL_FILE, VOCAB_FILE, WEIGHTS_FILE
 
-log = logging.getLogger("nas_trainer")
-
 PROGRAM_FILE = "model.pt2"
 SOURCE_FILE = "model.py"
 ONNX_FILE = "model.onnx"
@@ -36,8 +35,11 @@ def onnx_available() -> bool:
 
 
 def write_bundle(model: nn.Module, meta: dict[str, Any], out: Path,
-                 vocab: list[str] | None = None) -> list[Path]:
-    """Export ``model`` (eval mode) described by ``meta`` into ``out``; returns the files."""
+                 vocab: list[str] | None = None, onnx: bool | None = None) -> list[Path]:
+    """Export ``model`` (eval mode) described by ``meta`` into ``out``; returns the files.
+
+    ``onnx``: also write model.onnx (image models); None = where onnx is installed.
+    """
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     program = export_program(model, meta)
@@ -49,16 +51,21 @@ def write_bundle(model: nn.Module, meta: dict[str, Any], out: Path,
     if vocab is not None:
         (out / VOCAB_FILE).write_text("\n".join(vocab) + "\n")
         written.append(out / VOCAB_FILE)
-    if meta["input"]["kind"] == "image" and onnx_available():
+    if onnx is None:
+        onnx = onnx_available()
+    if onnx and meta["input"]["kind"] == "image":
         written.append(write_onnx(model, meta, out / ONNX_FILE))
     return written
 
 
 def write_onnx(model: nn.Module, meta: dict[str, Any], file: Path) -> Path:
     """ONNX through the torch.export-based exporter, batch dimension dynamic."""
+    if not onnx_available():
+        raise ValueError("ONNX export needs the onnx and onnxscript packages: "
+                         "pip install 'kubenas[export]'")
     inputs = example_inputs(model, meta)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    with torch.no_grad():
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # its progress lines
         torch.onnx.export(model, inputs, str(file), dynamo=True, input_names=["images"],
                           output_names=["logits"], dynamic_shapes=({0: batch},))
     return file
