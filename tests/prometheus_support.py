@@ -75,6 +75,10 @@ def scraped_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped
     with start_scraped_search(server, SEARCH_FILE, workdir, interval=SCRAPE_INTERVAL,
                               timeout=240, cwd=REPO) as (prometheus, run):
         assert run.exit_code == 0, run.output
+        ended = prometheus.query('kubenas_searches{phase="Succeeded"}', at=run.last_scrape)
+        assert [s.last for s in ended] == [1], (
+            "the last successful scrape did not see the finished search: the runner stopped "
+            f"answering /metrics early ({run.scrapes} scrapes; {prometheus.log})")
         yield Scraped(prometheus, run)
 
 
