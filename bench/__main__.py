@@ -8,13 +8,18 @@ edited by hand); ``--quick`` writes ``bench/out/RESULTS-quick.md`` and a full
 run restricted with ``--only`` writes ``bench/out/RESULTS-partial.md``, so
 neither ever replaces the committed figures with partial ones.
 
-    python -m bench [--quick] [--only NAME ...] [--note TEXT] [--out FILE]
+``--only NAME --update`` reruns only the named modules and splices their
+sections into the committed ``bench/RESULTS.md``, keeping every other section
+verbatim from the run that made it (the header says which, and from when).
+
+    python -m bench [--quick] [--only NAME ... [--update]] [--note TEXT] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +48,9 @@ SECTIONS = {
     "overhead": "3. Orchestration overhead",
 }
 MODULES = [
-    Module("bench_search_quality", "Strategies against random search and Optuna TPE", "quality"),
+    Module("bench_fashion_search", "Strategies on the Fashion-MNIST table (512 architectures, 50 seeds)",
+           "quality"),
+    Module("bench_search_quality", "Strategies on the digits table (too easy to tell them apart)", "quality"),
     Module("bench_weight_sharing", "ENAS against multi-trial REINFORCE", "sharing"),
     Module("bench_controller", "Controller ask/update cost and checkpoint size per space", "overhead"),
     Module("bench_loop", "Status-API reports/s, report-to-next-launch latency, loop memory", "overhead"),
@@ -66,6 +73,41 @@ class Outcome:
     seconds: float
     stdout: str
     stderr: str
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A module's section carried over from an earlier report by ``--update``."""
+
+    block: str
+    """The section's Markdown from its ``###`` heading on."""
+    status: str
+    wall: str
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """What ``--update`` keeps of the committed report: its date, commit and sections."""
+
+    date: str
+    commit: str
+    sections: dict[str, Kept]
+
+
+def read_earlier(text: str) -> Earlier:
+    """Split a report written by ``render`` into its per-module sections (keyed by the module's
+    command line, which survives a change of title) and the rows of its Runs table."""
+    rows = {m.group(1): (m.group(2).strip(), m.group(3).strip())
+            for m in re.finditer(r"^\| bench\.(\w+)\s*\|[^|\n]*\|([^|\n]*)\|([^|\n]*)\|$", text, re.M)}
+    sections: dict[str, Kept] = {}
+    for block in re.split(r"\n(?=### |## )", text):
+        found = re.search(r"^`python -m bench\.(\w+)", block, re.M)
+        if block.startswith("### ") and found:
+            status, wall = rows.get(found.group(1), ("?", "?"))
+            sections[found.group(1)] = Kept(block.strip(), status, wall)
+    date = re.search(r"^- date: (.+)$", text, re.M)
+    commit = re.search(r"^\| commit\s*\|\s*(\S+)", text, re.M)
+    return Earlier(date.group(1) if date else "?", commit.group(1) if commit else "?", sections)
 
 
 def select(only: list[str] | None) -> list[Module]:
@@ -110,8 +152,12 @@ def load_note(before: tuple[float, float, float], after: tuple[float, float, flo
 
 
 def render(outcomes: list[Outcome], quick: bool, started: datetime, wall: float,
-           load: str, note: str | None) -> str:
-    """The whole report as Markdown: header, machine, summary of runs, then each section."""
+           load: str, note: str | None, earlier: Earlier | None = None) -> str:
+    """The whole report as Markdown: header, machine, summary of runs, then each section; with
+    ``earlier``, the modules not run now keep their sections from it."""
+    ran = {o.module.name for o in outcomes}
+    kept = {m.name: earlier.sections[m.name] for m in MODULES
+            if earlier and m.name not in ran and m.name in earlier.sections}
     mode = "quick (smoke-test sizes; not for quoting)" if quick else "full"
     lines = [
         "# kubenas benchmarks",
@@ -126,17 +172,28 @@ def render(outcomes: list[Outcome], quick: bool, started: datetime, wall: float,
     ]
     if note:
         lines.append(f"- note: {note}")
+    if earlier and kept:
+        lines.append(f"- updated: only {', '.join(f'bench.{n}' for n in sorted(ran))} ran now; the "
+                     f"sections of {', '.join(f'bench.{n}' for n in kept)} are kept from the run of "
+                     f"{earlier.date} (commit {earlier.commit}); its machine is in that commit's report")
     lines += ["", "## Machine", "", format_table(["", ""], machine()), "", "## Runs", ""]
+    by_name = {o.module.name: o for o in outcomes}
+    shown = [m for m in MODULES if m.name in by_name or m.name in kept]
     lines.append(format_table(
         ["module", "section", "status", "wall s"],
-        [[f"bench.{o.module.name}", SECTIONS[o.module.section].split(". ", 1)[1], _status(o),
-          f"{o.seconds:.0f}"] for o in outcomes]))
+        [[f"bench.{m.name}", SECTIONS[m.section].split(". ", 1)[1],
+          _status(by_name[m.name]) if m.name in by_name else f"kept: {kept[m.name].status}",
+          f"{by_name[m.name].seconds:.0f}" if m.name in by_name else kept[m.name].wall] for m in shown]))
     for key, heading in SECTIONS.items():
-        members = [o for o in outcomes if o.module.section == key]
+        members = [m for m in shown if m.section == key]
         if not members:
             continue
         lines += ["", f"## {heading}"]
-        for o in members:
+        for m in members:
+            if m.name not in by_name:
+                lines += ["", kept[m.name].block]
+                continue
+            o = by_name[m.name]
             lines += ["", f"### {o.module.title}", "",
                       f"`python -m bench.{o.module.name}{' --quick' if quick else ''}`: "
                       f"{_status(o)}, {o.seconds:.0f} s wall.", ""]
@@ -164,10 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", help="a line for the report, e.g. that the machine was shared")
     parser.add_argument("--out", type=Path, help="report path (default depends on the mode)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per module")
+    parser.add_argument("--update", action="store_true",
+                        help="with --only: splice the rerun sections into the committed bench/RESULTS.md")
     args = parser.parse_args(argv)
     modules = select(args.only)
+    if args.update and (args.quick or not args.only):
+        raise SystemExit("--update needs --only NAME and a full run (not --quick): it replaces those "
+                         "sections of bench/RESULTS.md and keeps the rest")
+    earlier = None
     if args.out is not None:
         out = args.out
+    elif args.update:
+        out = BENCH_DIR / "RESULTS.md"
+        earlier = read_earlier(out.read_text()) if out.exists() else None
     elif args.quick:
         out = BENCH_DIR / "out" / "RESULTS-quick.md"
     elif args.only:
@@ -187,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"-- {_status(outcome)} in {outcome.seconds:.0f} s\n", flush=True)
         outcomes.append(outcome)
     report = render(outcomes, args.quick, started, time.perf_counter() - clock,
-                    load_note(load_before, os.getloadavg()), args.note)
+                    load_note(load_before, os.getloadavg()), args.note, earlier)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(f"wrote {out}")
