@@ -146,6 +146,7 @@ class EnasSpec(Strict):
     controllerStepsPerEpoch: int = Field(default=30, ge=1)
     controllerBatch: int = Field(default=10, ge=1)
     deriveSamples: int = Field(default=100, ge=1)
+    workers: int = Field(default=1, ge=1, description="Workers, each training its own child per step.")
 
 
 class DartsSpec(Strict):

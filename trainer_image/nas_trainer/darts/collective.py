@@ -108,3 +108,44 @@ class Collective:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class AveragingOptimizer:
+    """An optimizer whose ``step`` first averages every gradient over the workers.
+
+    For ENAS, where each worker trains its own child: a weight no child touched keeps
+    ``grad = None`` (so weight decay leaves it alone, as in one process); the others get
+    the sum of the workers' gradients divided by the world size, the Monte Carlo
+    average over N children of the ENAS paper's gradient (docs/papers.md §4). Clipping,
+    done by the caller before ``step``, applies per child.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, collective: Collective) -> None:
+        self.optimizer = optimizer
+        self.collective = collective
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        used = torch.tensor([0.0 if p.grad is None else 1.0 for p in params], device=self.collective.device)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        self.collective.mean_([*grads, used])
+        for p, g, u in zip(params, grads, used.tolist(), strict=True):
+            p.grad = g if u > 0 else None
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from nas_trainer.darts.supernet import IDENTITY, NONE_OP, CANDIDATES, node_edges
+from nas_trainer.darts.supernet import CANDIDATES, IDENTITY, NONE_OP, node_edges
 
 CELLS = ("normal", "reduction")
 _NONE = CANDIDATES.index(NONE_OP)

@@ -18,9 +18,14 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Callable
 
-from controller_policy.contract import ENV_REPORT_URL, ENV_TERMINATION_FILE, ENV_TRIAL_FILE, ENV_TRIAL_JSON
+from controller_policy.contract import (
+    ENV_REPORT_URL,
+    ENV_TERMINATION_FILE,
+    ENV_TRIAL_FILE,
+    ENV_TRIAL_JSON,
+)
 from nas_trainer.darts.collective import (
     ENV_MASTER_ADDR,
     ENV_MASTER_PORT,
@@ -72,7 +77,7 @@ def start_local_workers(ctx: TrialContext, world: int) -> list[subprocess.Popen[
             [sys.executable, "-m", "nas_trainer"], env={**base, ENV_RANK: str(rank)},
             stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         ))
-    log.info("started %d local DARTS workers on 127.0.0.1:%d (gloo)", world - 1, port)
+    log.info("started %d local workers on 127.0.0.1:%d (gloo)", world - 1, port)
     return procs
 
 
@@ -90,28 +95,35 @@ def _reap(procs: list[subprocess.Popen[bytes]], failed: bool) -> list[tuple[int,
     return bad
 
 
-def run_darts(ctx: TrialContext) -> TrainResult:
-    """Run the DARTS search of ``ctx.doc`` on one or more workers; rank 0 returns the result."""
-    spec_workers = ctx.doc.darts.workers if ctx.doc.darts else 1
+def run_on_workers(
+    ctx: TrialContext, workers: int, name: str, search: Callable[[TrialContext, Collective], TrainResult],
+) -> TrainResult:
+    """Run ``search`` as one worker of the world the environment or ``workers`` describes."""
     procs: list[subprocess.Popen[bytes]] = []
-    if ENV_WORLD_SIZE not in os.environ and spec_workers > 1:
-        procs = start_local_workers(ctx, spec_workers)
+    if ENV_WORLD_SIZE not in os.environ and workers > 1:
+        procs = start_local_workers(ctx, workers)
     try:
         collective = Collective.join(ctx.runtime.device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     failed = True
     try:
-        result = DartsSearch(ctx, collective).run()
+        result = search(ctx, collective)
         failed = False
         return result
     except RuntimeError as exc:
         if collective.world == 1:
             raise
-        raise TrainingFailed(f"a DARTS worker was lost: {exc}") from exc
+        raise TrainingFailed(f"a {name} worker was lost: {exc}") from exc
     finally:
         lost = _reap(procs, failed)
         collective.close()
         if lost and not failed:
-            detail: Any = ", ".join(f"rank {r} exited with {c}" for r, c in lost)
-            raise TrainingFailed(f"DARTS workers failed: {detail}")
+            detail = ", ".join(f"rank {r} exited with {c}" for r, c in lost)
+            raise TrainingFailed(f"{name} workers failed: {detail}")
+
+
+def run_darts(ctx: TrialContext) -> TrainResult:
+    """Run the DARTS search of ``ctx.doc`` on one or more workers; rank 0 returns the result."""
+    workers = ctx.doc.darts.workers if ctx.doc.darts else 1
+    return run_on_workers(ctx, workers, "DARTS", lambda c, coll: DartsSearch(c, coll).run())
