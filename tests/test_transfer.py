@@ -37,15 +37,34 @@ def fashion_folder(tmp: Path) -> Path:
     if FASHION.is_dir():
         return FASHION
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 600)
-    images = rng.integers(0, 60, (600, 28, 28))
-    for i, label in enumerate(labels):  # a bright bar whose row is the class
-        images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 250
     folder = tmp / "fashion"
     folder.mkdir()
-    write_idx(folder / "train-images-idx3-ubyte", images)
-    write_idx(folder / "train-labels-idx1-ubyte", labels)
+    for split, n in (("train", 600), ("t10k", 100)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, label in enumerate(labels):  # a bright bar whose row is the class
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 250
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
     return folder
+
+
+def shrunk_example(fashion: str) -> dict[str, Any]:
+    """examples/local-transfer-fashion.yaml in seconds: same shape (proxy size and data, then
+    the full size, deeper and wider), a fraction of the data, epochs and filters."""
+    doc = yaml.safe_load((REPO / "examples" / "local-transfer-fashion.yaml").read_text())
+    spec = doc["spec"]
+    spec["budget"].update(maxTrials=1, parallelism=1)
+    spec["trial"]["dataset"].update(path=fashion, maxTrainExamples=96, validationSize=64)
+    spec["trial"]["training"].update(epochs=1, batchSize=32)
+    spec["trial"]["training"]["model"].update(filters=4)
+    spec["trial"]["retries"] = 0
+    final = spec["finalTraining"]
+    final["dataset"].update(path=fashion, maxTrainExamples=160, validationSize=64)
+    # scoring the 10,000 real test images would take most of the test's time
+    final["training"].update(epochs=1, threads=1, reportTestAccuracy=not FASHION.is_dir())
+    final["training"]["model"].update(filters=8, stemMultiplier=1)
+    return doc
 
 
 def search_doc(name: str, space: dict[str, Any], dataset: dict[str, Any], model: dict[str, Any],
@@ -68,15 +87,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two finished local searches with final training (run folders by space kind)."""
     tmp = tmp_path_factory.mktemp("transfer")
     fashion = str(fashion_folder(tmp))
-    cell = {"filters": 4, "cellsPerStage": 1, "stemMultiplier": 1}
     docs = {
-        "cnn": search_doc(
-            "transfer-cnn", {"type": "enas-micro", "options": {"nodes": 2}},
-            {"name": "idx", "path": fashion, "imageSize": 14, "maxTrainExamples": 96,
-             "validationSize": 64},
-            cell,
-            {"name": "idx", "path": fashion, "maxTrainExamples": 160, "validationSize": 64},
-            {"filters": 8, "cellsPerStage": 2}),
+        "cnn": shrunk_example(fashion),
         "rnn": search_doc(
             "transfer-rnn", {"type": "enas-rnn", "options": {"nodes": 3}},
             {"name": "pydoc-text", "maxTrainExamples": 3000, "validationSize": 400},
@@ -103,6 +115,9 @@ def test_final_training_saves_a_wider_model_at_the_full_size(runs: dict[str, Pat
     cnn = json.loads((final_model(runs["cnn"]) / "model.json").read_text())
     assert cnn["input"]["shape"] == [1, 28, 28] and cnn["input"]["numClasses"] == 10
     assert cnn["model"]["filters"] == 8 and cnn["model"]["cellsPerStage"] == 2
+    cnn_metrics = json.loads((final_model(runs["cnn"]) / "metrics.json").read_text())["final"]
+    if not FASHION.is_dir():  # the generated t10k files, scored at the end
+        assert 0.0 <= cnn_metrics["test_accuracy"] <= 1.0
     search_doc_0 = json.loads(next(runs["cnn"].glob("trials/*-t0000/a0/trial.json")).read_text())
     assert search_doc_0["dataset"]["imageSize"] == 14 and search_doc_0["outputDir"] is None
     best = json.loads((runs["cnn"] / "best.json").read_text())
