@@ -136,3 +136,17 @@ async def test_final_training_saves_on_the_claim_and_the_status_says_where(
     [final] = status["finalTraining"]
     saved = json.loads((folder / "metrics.json").read_text())["final"]
     assert saved["val_accuracy"] == pytest.approx(final["metrics"]["val_accuracy"])
+
+
+@pytest.mark.parametrize(("dataset", "message"), [
+    ({"name": "idx"}, r"spec.trial.dataset.path: required for idx \(the folder of its files\)"),
+    ({"name": "arrays"}, r"spec.trial.dataset.path: required for arrays \(the .npz file\)"),
+    ({"name": "digits", "imageSize": 16},
+     r"spec.trial.dataset.imageSize: applies to arrays, idx, image-folder, not 'digits'"),
+])
+def test_user_datasets_are_checked_before_any_trial_runs(dataset: dict[str, Any],
+                                                         message: str) -> None:
+    doc = search_manifest("check", searchSpace={"type": "enas-micro", "options": {"nodes": 2}},
+                          trial={"dataset": dataset})
+    with pytest.raises(SpecError, match=message):
+        parse_search(doc)

@@ -116,6 +116,10 @@ class ModelOutput(ClaimFolder):
         return f"pvc://{self.claimName}/{self.folder(namespace, search)}/"
 
 
+USER_DATASETS = frozenset({"image-folder", "idx", "arrays"})
+"""Formats of a user's own images (nas_trainer.datasets): read from dataset.path."""
+
+
 def claim_mount(dataset: DatasetSpec) -> str | None:
     """Where a dataset's claim is mounted: ``path``, or the folder of the .npz (arrays)."""
     if dataset.name == "arrays" and dataset.path:
@@ -144,6 +148,19 @@ class TrialDataset(DatasetSpec):
 
     def problems(self, field: str) -> list[str]:
         """Cross-field errors of a dataset at ``field`` (e.g. ``spec.trial.dataset``)."""
+        errors = self._user_data_problems(field)
+        return errors or self._claim_problems(field)
+
+    def _user_data_problems(self, field: str) -> list[str]:
+        """A user's own data needs its path; resizing applies to those formats only."""
+        if self.name in USER_DATASETS and not self.path:
+            what = "the .npz file" if self.name == "arrays" else "the folder of its files"
+            return [f"{field}.path: required for {self.name} ({what})"]
+        return [f"{field}.{name}: applies to {', '.join(sorted(USER_DATASETS))}, not "
+                f"{self.name!r}; remove it" for name in ("imageSize", "channels")
+                if getattr(self, name) is not None and self.name not in USER_DATASETS]
+
+    def _claim_problems(self, field: str) -> list[str]:
         claim = self.persistentVolumeClaim
         if claim is None:
             return []
