@@ -1,7 +1,8 @@
 """Transfer on a cluster: ``finalTraining.output`` names a PersistentVolumeClaim folder; final
-attempts mount it and their trainer saves the model there, the NASSearch status records it.
-The Job builder and the spec checks alone, then the operator on the API emulator with the real
-trainer for the final attempt (its claim played by a folder)."""
+attempts mount it and their trainer saves the model there, the NASSearch status records it, and
+``kubenas export --search`` exports it there with a Job. The Job builder and the spec checks
+alone, then the operator on the API emulator with the real trainer for the final attempt and the
+real exporter (the claim played by a folder)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_emulator import NASSEARCHES, KubeTestBed
+from kube_emulator import JOBS, NASSEARCHES, KubeTestBed
 from test_operator_support import (
     FakeCluster,
     OperatorBed,
@@ -24,8 +25,17 @@ from test_operator_support import (
 )
 
 from controller_policy.contract import TrialDocument
-from nas_operator.api import ModelOutput, SpecError, TrialSpec, load_search_yaml, parse_search
+from nas_operator.api import (
+    DEFAULT_TRAINER_IMAGE,
+    ModelOutput,
+    SpecError,
+    TrialSpec,
+    load_search_yaml,
+    parse_search,
+)
+from nas_operator.kube.api import KubeApi
 from nas_operator.kube.config import OperatorConfig
+from nas_operator.kube.export_job import ClusterExportError, export_search
 from nas_operator.kube.jobs import build_job
 from nas_operator.launcher import LaunchRequest
 from nas_trainer.model_output import load_model
@@ -90,15 +100,19 @@ async def test_final_training_saves_on_the_claim_and_the_status_says_where(
     async def kubelet(cluster: FakeCluster, job: dict[str, Any]) -> None:
         """Search attempts report a score; the final attempt runs the real trainer, its
         /models mount played by claims/<claimName>/<subPath>."""
-        doc = document_of(job)
         await cluster.run(job)
+        pod = job["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "models"] or [None]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        if pod["containers"][0]["name"] == "exporter":  # kubenas export --search
+            await cluster.terminate(job, await run_exporter(pod, volume, mounts["models"]))
+            return
+        doc = document_of(job)
         if doc["trial"].endswith("-t0000"):
             await cluster.succeed(job, accuracy=0.5)
             return
-        pod = job["spec"]["template"]["spec"]
-        [volume] = [v for v in pod["volumes"] if v["name"] == "models"]
-        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models"]
-        host = claims / volume["persistentVolumeClaim"]["claimName"] / mount.get("subPath", "")
+        mount = mounts["models"]
+        host = on_claim(volume, mount)
         doc["outputDir"] = doc["outputDir"].replace(mount["mountPath"], str(host), 1)
         doc["checkpointDir"] = str(tmp_path / "checkpoints")  # the pod's emptyDir
         env = {k: v for k, v in env_of(job).items() if isinstance(v, str)}
@@ -111,6 +125,23 @@ async def test_final_training_saves_on_the_claim_and_the_status_says_where(
         _, stderr = await asyncio.wait_for(proc.communicate(), 240)
         assert proc.returncode == 0, stderr.decode()[-2000:]
         await cluster.terminate(job, 0, (tmp_path / "termination").read_text())
+
+    def on_claim(volume: dict[str, Any], mount: dict[str, Any]) -> Path:
+        return claims / volume["persistentVolumeClaim"]["claimName"] / mount.get("subPath", "")
+
+    async def run_exporter(pod: dict[str, Any], volume: dict[str, Any],
+                           mount: dict[str, Any]) -> int:
+        """The exporter container: its command, the claim's mount played by the folder."""
+        host = str(on_claim(volume, mount))
+        command = [a.replace(mount["mountPath"], host, 1) if a.startswith(mount["mountPath"])
+                   else a for a in pod["containers"][0]["command"]]
+        assert command[:3] == ["python", "-m", "nas_trainer.export"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *command[1:], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 240)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        return proc.returncode
 
     manifest = search_manifest(
         "xfer", searchSpace={"type": "enas-micro", "options": {"nodes": 2}},
@@ -127,6 +158,15 @@ async def test_final_training_saves_on_the_claim_and_the_status_says_where(
     async with FakeCluster(kube, kubelet), bed.running():
         await kube.client.create(NASSEARCHES, manifest)
         done = await bed.wait_phase("xfer", "Succeeded", "Failed", timeout=240)
+        api = KubeApi.from_connection_info(kube.connection_info())
+        try:
+            where = await export_search(api, "default", "xfer", onnx=False, timeout=240)
+            export_jobs = [j for j in await kube.read_all(JOBS, "default")
+                           if j["metadata"]["name"].startswith("xfer-f0000-export-")]
+            with pytest.raises(ClusterExportError, match="not a finished final trial"):
+                await export_search(api, "default", "xfer", trial="xfer-t0000")
+        finally:
+            await api.close()
     status = done["status"]
     assert status["phase"] == "Succeeded", status
     assert status["modelOutput"] == "pvc://nas-models/fashion/default/xfer/"
@@ -136,6 +176,14 @@ async def test_final_training_saves_on_the_claim_and_the_status_says_where(
     [final] = status["finalTraining"]
     saved = json.loads((folder / "metrics.json").read_text())["final"]
     assert saved["val_accuracy"] == pytest.approx(final["metrics"]["val_accuracy"])
+    # kubenas export --search: a Job of the trainer image wrote the export next to the model
+    assert where == "pvc://nas-models/fashion/default/xfer/xfer-f0000/export/"
+    assert {"model.pt2", "model.py", "weights.pt"} <= {p.name for p in (folder / "export").iterdir()}
+    [job] = export_jobs
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "NASSearch"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == DEFAULT_TRAINER_IMAGE  # the search's trainer image
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 @pytest.mark.parametrize(("dataset", "message"), [

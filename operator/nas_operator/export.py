@@ -12,6 +12,7 @@ when there is one, else from the trial document of the best search trial.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from nas_operator.local.launcher import LocalLauncher
 from nas_operator.local.output import RunFolder, RunFolderError, TrialRow
 
 TRAINER_EXPORT = (sys.executable, "-m", "nas_trainer.export")
+EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 
@@ -117,7 +119,13 @@ def add_export_parser(sub: Any) -> None:
         description="Export a run's final-trained model: a torch.export program (model.pt2), "
         "a plain-torch module file (model.py) with its weights, and ONNX where the onnx "
         "package is installed. Needs the trainer package (kubenas[trainer]).")
-    export.add_argument("folder", type=Path, metavar="RUN_DIR", help="the run folder")
+    export.add_argument("folder", type=Path, nargs="?", metavar="RUN_DIR",
+                        help="the run folder of a local search")
+    export.add_argument("--search", metavar="NAME",
+                        help="a NASSearch on the cluster instead (kubeconfig): exports its best "
+                        "final model on finalTraining.output's claim, as a Job")
+    export.add_argument("-n", "--namespace", default="default", metavar="NS",
+                        help="namespace of --search (default: default)")
     export.add_argument("--trial", metavar="NAME",
                         help="the trial to export (default: the best final-training trial)")
     export.add_argument("--out", type=Path, metavar="DIR",
@@ -134,8 +142,45 @@ def add_export_parser(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    if (args.folder is None) == (args.search is None):
+        console.print("error: give either RUN_DIR (a local run) or --search NAME (a cluster "
+                      "search), not both", highlight=False, markup=False)
+        return EXIT_USAGE
+    if args.search is not None:
+        if args.untrained or args.out is not None:
+            console.print("error: --untrained and --out are for a local RUN_DIR; a cluster "
+                          "export writes <trial>/export/ next to the model on its claim",
+                          highlight=False, markup=False)
+            return EXIT_USAGE
+        return _cluster_export(args, console)
     try:
         return export_run(args.folder, args.out, args.trial, args.untrained, onnx=args.onnx)
     except ExportError as exc:
         console.print(f"error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
+
+
+def _cluster_export(args: argparse.Namespace, console: Console) -> int:
+    """Log in as kubectl would (kubeconfig) and run the export Job (``kube.export_job``)."""
+    from nas_operator.kube.api import KubeApi
+    from nas_operator.kube.export_job import ClusterExportError, export_search
+    from nas_operator.kube.main import login
+
+    async def run() -> str:
+        api = KubeApi.from_connection_info(await asyncio.to_thread(login))
+        try:
+            return await export_search(api, args.namespace, args.search, args.trial,
+                                       onnx=args.onnx)
+        finally:
+            await api.close()
+
+    try:
+        where = asyncio.run(run())
+    except ClusterExportError as exc:
+        console.print(f"error: {exc}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except Exception as exc:  # noqa: BLE001 - no cluster, no credentials: say so, no traceback
+        console.print(f"error: cannot reach the cluster: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    console.print(f"exported to {where}", highlight=False, markup=False)
+    return 0

@@ -134,7 +134,8 @@ def _output_volume(output: ModelOutput) -> tuple[dict[str, Any], dict[str, Any]]
     return volume, mount
 
 
-def _security(pod: bool) -> dict[str, Any]:
+def security(pod: bool) -> dict[str, Any]:
+    """The trainer's pod (``pod``) or container security context (also the exporter's)."""
     if pod:
         return {"runAsNonRoot": True, "runAsUser": TRAINER_UID, "runAsGroup": TRAINER_UID,
                 "fsGroup": TRAINER_UID, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -160,7 +161,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         "env": _env(request, output),
         "terminationMessagePath": DEFAULT_TERMINATION_FILE,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": _security(pod=False),
+        "securityContext": security(pod=False),
         "volumeMounts": [{"name": "tmp", "mountPath": POD_TMP_DIR},
                          {"name": "checkpoints", "mountPath": CHECKPOINT_DIR}],
     }
@@ -171,7 +172,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": _security(pod=True),
+        "securityContext": security(pod=True),
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "checkpoints", "emptyDir": {}}],
     }

@@ -28,11 +28,13 @@ log = logging.getLogger("nas_operator")
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """Credentials as kopf finds them: in-cluster service account first, then kubeconfig."""
+def login(settings: kopf.OperatorSettings | None = None, **_: Any) -> kopf.ConnectionInfo:
+    """Credentials as kopf finds them: in-cluster service account first, then kubeconfig
+    (kopf's helpers need its settings: the handler's, or defaults when called directly)."""
     logger = logging.getLogger("kopf.login")
-    info = kopf.login_with_service_account(logger=logger) or kopf.login_with_kubeconfig(
-        logger=logger)
+    settings = settings or kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings, logger=logger) or (
+        kopf.login_with_kubeconfig(settings=settings, logger=logger))
     if info is None:
         raise kopf.LoginError("no credentials: neither a service account nor a kubeconfig")
     return info
