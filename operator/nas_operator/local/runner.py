@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
 from rich.console import Console
 
 from nas_operator.api import NASSearch, SpecError, load_search_yaml
@@ -161,6 +162,14 @@ def trainer_env(search: NASSearch) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(per_trial), "MKL_NUM_THREADS": str(per_trial)}
 
 
+def local_app(registry: SearchRegistry, metrics: OperatorMetrics | None,
+              search: NASSearch) -> web.Application:
+    """The status API of ``kubenas run``: while its one search loads (a resume restores the
+    checkpoint), that search's reports get 503 and trainers retry — never a final 404."""
+    expected = (search.metadata.namespace, search.metadata.name)
+    return create_app(registry, metrics, starting=lambda ns, name: (ns, name) == expected)
+
+
 async def _serve(app: object, settings: RunSettings) -> StatusServer:
     """The status API on loopback: --metrics-port, else the previous run's port, else any."""
     if settings.metrics_port is not None:
@@ -191,7 +200,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
     search, folder, settings = run.search, run.folder, run.settings
     metrics = OperatorMetrics() if settings.metrics_port is not None else None
     registry = SearchRegistry()
-    server = await _serve(create_app(registry, metrics), settings)
+    server = await _serve(local_app(registry, metrics, search), settings)
     settings.status_port = server.port
     folder.save_settings(settings)
     launcher = LocalLauncher(folder.trials_dir, settings.trainer_command, env=trainer_env(search),
@@ -210,7 +219,6 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
             )  # fmt: skip
         except (RunFolderError, SpecError) as exc:
             raise RunError([str(exc)]) from None
-        registry.add(loop)
         recorder = TrialRecorder(loop, folder)
         loop.subscribe(recorder)
         progress = ProgressView(loop, console, quiet=quiet)
@@ -222,6 +230,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
                 await loop.start()
             except (CheckpointError, SpecError) as exc:
                 raise RunError([f"{folder.checkpoint_dir}: cannot resume: {exc}"]) from None
+            registry.add(loop)  # served once restored: until now its reports were told 503
             started = True
             progress.start()
             stopped = asyncio.ensure_future(stop.wait())
