@@ -48,6 +48,7 @@ def test_train_and_val_folders_give_sorted_classes_and_rgb(tmp_path: Path) -> No
     assert data.input_shape == (3, 8, 8) and data.num_classes == 2
     assert (len(data.train), len(data.val), data.test) == (10, 3, None)
     assert data.train.labels.tolist() == [0] * 4 + [1] * 6  # cat = 0, dog = 1 (sorted names)
+    assert data.classes == ("cat", "dog")
     png = np.array(Image.open(tmp_path / "pets" / "train" / "cat" / "0.png"))
     assert torch.equal(data.train.images[0], torch.from_numpy(png).permute(2, 0, 1))  # PNG lossless
     assert data.flip
@@ -110,3 +111,13 @@ def test_layout_errors_name_the_folder(tmp_path: Path) -> None:
     make_folder(root, {"q": 1}, split="val")
     with pytest.raises(DatasetError, match=r"val: class folders \['q'\] do not exist in train/"):
         load_dataset(DatasetSpec(name="image-folder", path=str(root)))
+
+
+def test_the_saved_model_names_the_classes(tmp_path: Path) -> None:
+    from controller_policy.contract import TrialDocument
+    from nas_trainer.model_output import input_description
+
+    make_folder(tmp_path / "pets", {"dog": 3, "cat": 3})
+    spec = DatasetSpec(name="image-folder", path=str(tmp_path / "pets"), validationSize=2)
+    described = input_description(load_dataset(spec), TrialDocument(search="s", trial="t"))
+    assert described["classes"] == ["cat", "dog"] and described["numClasses"] == 2

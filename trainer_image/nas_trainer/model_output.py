@@ -57,11 +57,14 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 def input_description(data: Dataset, doc: TrialDocument) -> dict[str, Any]:
     """What the network reads: image shape, classes and normalization, or the vocabulary."""
     if data.kind == "image":
-        return {
+        described = {
             "kind": "image", "dataset": data.name, "shape": list(data.input_shape),
             "numClasses": data.num_classes, "scale": data.scale,
             "mean": list(data.mean), "std": list(data.std),
         }  # fmt: skip
+        if data.classes is not None:
+            described["classes"] = list(data.classes)
+        return described
     return {"kind": "language", "dataset": data.name, "vocabSize": data.vocab_size,
             "bptt": doc.training.bptt}
 

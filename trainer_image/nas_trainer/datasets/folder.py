@@ -179,4 +179,4 @@ def load_image_folder(spec: DatasetSpec, seed: int) -> ImageData:
         return cache.get_or_compute(key, lambda: channel_stats(images, scale))
 
     data = assemble(spec, seed, train, others["val"], others["test"], flip=True, stats=stats)
-    return replace(data, skipped_files=len(decoder.skipped))
+    return replace(data, skipped_files=len(decoder.skipped), classes=tuple(classes))

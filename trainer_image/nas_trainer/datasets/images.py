@@ -64,6 +64,8 @@ class ImageData:
     """Horizontal flips make sense (not for digits: a mirrored 2 is not a 2)."""
     skipped_files: int = 0
     """Unreadable files left out (image-folder with ``unreadableFiles: skip``)."""
+    classes: tuple[str, ...] | None = None
+    """Class names by label, where the data names them (image-folder: the folder names)."""
 
     kind = "image"
 
