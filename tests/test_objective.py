@@ -35,3 +35,16 @@ def test_missing_or_nonfinite_metric_is_refused():
 def test_transform_must_fit_metric():
     with pytest.raises(ValidationError, match="needs objective.metric"):
         Objective(metric="val_perplexity", reward="cube")
+
+
+@pytest.mark.parametrize(("objective", "value", "words"), [
+    ({"reward": "cube"}, 1e300, "overflows"),
+    ({"reward": "identity", "metric": "val_accuracy"}, float("inf"), "non-finite"),
+    ({"reward": "inverse-square", "metric": "val_perplexity", "constant": 1e308}, 1e-10,
+     "not finite"),
+])
+def test_a_reward_is_never_inf_or_nan(objective, value, words):
+    """Metrics reach compute_reward checked by the Report model; this is the last guard."""
+    metric = objective.get("metric", "val_accuracy")
+    with pytest.raises(RewardError, match=words):
+        compute_reward(Objective(**objective), [{metric: value}])

@@ -216,3 +216,36 @@ async def test_fuzz_never_5xx_and_rejections_change_nothing(served, body, auth, 
     assert got < 500, answer
     if got >= 400:
         assert json.dumps(s.h.loop.ledger.to_state(), sort_keys=True) == before
+
+
+async def test_hostile_reports_are_refused_with_the_reason_and_change_nothing(served):
+    """Bodies a broken or hostile trainer sends: each a 400 naming the problem, none of them
+    turned into a reward (1e13 as an accuracy would overflow the controller's float32)."""
+    s = served
+    deep = (b'{"kind": "final", "trial": "s-t0000", "metrics": ' + b"[" * 30_000
+            + b"]" * 30_000 + b"}")
+    assert len(deep) < MAX_BODY
+    table = [
+        (deep, "nested too deeply"),
+        (final(1e13), "metrics.val_accuracy: an accuracy must lie in [0, 1], got 1e+13"),
+        (final(-5), "an accuracy must lie in [0, 1], got -5"),
+        (final(1e300), "val_accuracy"),
+        ({**final(), "epochs": [{"val_accuracy": 0.5}, {"val_accuracy": 2.0}]},
+         "epochs[1].val_accuracy: an accuracy must lie in [0, 1]"),
+        ({**final(), "metrics": {"val_accuracy": "0.5"}}, "valid number"),
+        ({**final(), "metrics": {"val_accuracy": True}}, "valid number"),
+        ({**final(), "metrics": {"params": 1e300}}, "params"),
+        ({**final(), "metrics": {"val_perplexity": 0.5}}, "a perplexity is at least 1"),
+        ({**epoch(0), "epoch": 10**15}, "epoch"),
+        ({**epoch(0), "epoch": "3"}, "epoch"),
+        ({**epoch(0), "attempt": True}, "attempt"),
+    ]
+    for i, (body, words) in enumerate(table):
+        got, answer = await s.post(body)
+        assert (got, answer["result"]) == (400, "bad_request"), (i, answer)
+        assert words in answer["message"], (i, answer["message"])
+    status = s.h.loop.status()
+    assert status.trials.succeeded == 0 and status.trials.running == 2 and status.best is None
+    got, answer = await s.post(final(0.7))  # the trial still takes its real report
+    assert (got, answer["result"]) == (200, "accepted")
+    assert s.h.loop.status().best.reward == pytest.approx(0.7**3)

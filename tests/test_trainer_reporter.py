@@ -89,11 +89,11 @@ def closed_port() -> int:
 
 
 def epoch_report(i: int) -> Report:
-    return Report(kind="epoch", trial="t", epoch=i, metrics={"val_accuracy": 0.1 * i})
+    return Report(kind="epoch", trial="t", epoch=i, metrics={"val_accuracy": min(0.1 * i, 1.0)})
 
 
 def final_report(n: int) -> Report:
-    epochs = [{"val_accuracy": 0.1 * i} for i in range(n)]
+    epochs = [{"val_accuracy": min(0.1 * i, 1.0)} for i in range(n)]  # accuracies: at most 1
     return Report(kind="final", trial="t", metrics=epochs[-1], epochs=epochs)
 
 

@@ -14,9 +14,9 @@ imports only pydantic, so the operator speaks it without the trainer package.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, model_validator
 
 from controller_policy.objective import Objective
 from controller_policy.spaces.base import Architecture
@@ -205,20 +205,60 @@ class TrialDocument(Strict):
 ReportKind = Literal["epoch", "final", "interrupted", "failed"]
 
 
+MAX_REPORTED_EPOCHS = 100_000
+"""More epochs than any trial trains (the spec caps training.epochs far below)."""
+MAX_METRIC_MAGNITUDE = 1e15
+"""Beyond any parameter count, FLOP count or duration a trial reports; larger is garbage."""
+MAX_METRICS_PER_REPORT = 256
+
+MetricValue = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-MAX_METRIC_MAGNITUDE,
+                                           le=MAX_METRIC_MAGNITUDE)]
+"""A number (never a string or a boolean), finite and bounded."""
+Metrics = Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], MetricValue],
+                    Field(max_length=MAX_METRICS_PER_REPORT)]
+
+
 class Report(Strict):
-    """One POST body. ``epoch`` reports carry one epoch's metrics; ``final`` all of them."""
+    """One POST body. ``epoch`` reports carry one epoch's metrics; ``final`` all of them.
+
+    Metrics are checked for type and range here, before any reward is computed from them:
+    one absurd value (1e13 as an accuracy) would otherwise overflow the controller's
+    float32 reward and stall its learning while the search still "succeeds".
+    """
 
     kind: ReportKind
-    trial: str
-    attempt: int = Field(default=0, ge=0)
-    epoch: int | None = Field(default=None, ge=0, description="0-based epoch (kind 'epoch').")
-    metrics: dict[str, float] = Field(
+    trial: str = Field(max_length=253)
+    attempt: int = Field(default=0, ge=0, le=MAX_REPORTED_EPOCHS, strict=True)
+    epoch: int | None = Field(default=None, ge=0, lt=MAX_REPORTED_EPOCHS, strict=True,
+                              description="0-based epoch (kind 'epoch').")
+    metrics: Metrics = Field(
         default_factory=dict, description="This epoch's metrics, or the final metrics."
     )
-    epochs: list[dict[str, float]] = Field(
-        default_factory=list, description="Final report: every epoch's metrics, oldest first."
+    epochs: list[Metrics] = Field(
+        default_factory=list, max_length=MAX_REPORTED_EPOCHS,
+        description="Final report: every epoch's metrics, oldest first.",
     )
     architecture: Architecture | None = Field(
         default=None, description="ENAS mode: the derived architecture."
     )
     reason: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _plausible(self) -> Report:
+        problems = implausible_metrics(self.metrics, "metrics")
+        for i, epoch in enumerate(self.epochs):
+            problems += implausible_metrics(epoch, f"epochs[{i}]")
+        if problems:
+            raise ValueError("; ".join(problems[:5]))
+        return self
+
+
+def implausible_metrics(metrics: dict[str, float], where: str) -> list[str]:
+    """What no real training reports: an accuracy outside [0, 1], a perplexity below 1."""
+    problems = []
+    for name, value in metrics.items():
+        if name.endswith("accuracy") and not 0.0 <= value <= 1.0:
+            problems.append(f"{where}.{name}: an accuracy must lie in [0, 1], got {value:.6g}")
+        elif name.endswith("perplexity") and value < 1.0:
+            problems.append(f"{where}.{name}: a perplexity is at least 1, got {value:.6g}")
+    return problems

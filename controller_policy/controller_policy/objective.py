@@ -75,8 +75,18 @@ def metric_series(epochs: Sequence[Mapping[str, float]], metric: str) -> list[fl
 
 
 def compute_reward(objective: Objective, epochs: Sequence[Mapping[str, float]]) -> float:
-    """Reward from per-epoch metrics (oldest first), per ``objective``."""
-    values = metric_series(epochs, objective.metric)[-objective.lastEpochs :]
+    """Reward from per-epoch metrics (oldest first), per ``objective``; never inf or NaN
+    (a strategy must not learn from one)."""
+    try:
+        reward = _reward(objective, metric_series(epochs, objective.metric)[-objective.lastEpochs :])
+    except OverflowError:
+        raise RewardError(f"the reward of metric {objective.metric!r} overflows") from None
+    if not math.isfinite(reward):
+        raise RewardError(f"the reward of metric {objective.metric!r} is not finite ({reward})")
+    return reward
+
+
+def _reward(objective: Objective, values: list[float]) -> float:
     if objective.reward == "cube":
         return max(values) ** 3
     if objective.reward == "inverse-square":

@@ -137,6 +137,9 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as exc:
             count("bad_request")
             return _answer(400, "bad_request", f"body is not JSON: {exc}")
+        except RecursionError:  # arrays/objects nested thousands deep, under max_body bytes
+            count("bad_request")
+            return _answer(400, "bad_request", "body is nested too deeply to be a Report")
         if not isinstance(data, dict):
             count("bad_request")
             return _answer(400, "bad_request", "body must be a JSON object (a Report)")
