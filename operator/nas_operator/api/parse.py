@@ -35,10 +35,50 @@ def parse_spec(obj: Any) -> NASSearchSpec:
         raise SpecError(format_validation_error(exc, "spec")) from None
 
 
+MAX_YAML_BYTES = 1024 * 1024
+"""Kubernetes stores an object in at most ~1.5 MB; a real NASSearch is a few KB."""
+MAX_YAML_DEPTH = 64
+"""Deeper than any NASSearch nests (about 8); PyYAML recurses per level when composing."""
+MAX_YAML_ALIASES = 100
+"""Aliases let a small text expand into a huge object (the 'billion laughs')."""
+
+
+def yaml_limits_problem(text: str) -> str | None:
+    """Why ``text`` is refused before it is composed, or None. Reads the event stream, which
+    PyYAML produces without recursion, so a 100,000-deep document costs no stack."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        return (f"document: {size:,} bytes is more than a NASSearch needs (limit "
+                f"{MAX_YAML_BYTES:,}); is this the right file?")
+    depth = aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                return (f"document: nested more than {MAX_YAML_DEPTH} levels deep (at line "
+                        f"{line}); a NASSearch nests about 8")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                return f"document: more than {MAX_YAML_ALIASES} YAML aliases; write the values out"
+    return None
+
+
 def load_search_yaml(text: str) -> NASSearch:
-    """Parse and validate one NASSearch YAML document."""
+    """Parse and validate one NASSearch YAML document (size, depth and aliases bounded)."""
     try:
+        problem = yaml_limits_problem(text)
+        if problem is not None:
+            raise SpecError([problem])
         obj = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError([f"document: not valid YAML: {exc}"]) from None
+        raise SpecError([f"document: not valid YAML: {_shorten(str(exc))}"]) from None
     return parse_search(obj)
+
+
+def _shorten(text: str, limit: int = 500) -> str:
+    """Long inputs are not echoed back whole."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
