@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from controller_policy.strategies.registry import WEIGHT_SHARING
+from controller_policy.strategies.registry import WEIGHT_SHARING_TYPES
 from nas_operator.api import TrialResult
 
 ScoredBy = Literal["supernet", "training"]
 
-WEIGHT_SHARING_STRATEGIES = frozenset({WEIGHT_SHARING})
+WEIGHT_SHARING_STRATEGIES = frozenset(WEIGHT_SHARING_TYPES)
 """Strategies whose search trial scores architectures with shared weights."""
 
 SCORE_LABEL: dict[str, str] = {

@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         text, source = read_trial_text(args.trial)
         doc = parse_trial(text, source)
         reporter = Reporter.from_env()
-        if os.environ.get("RANK", "0") not in ("", "0"):  # a DARTS worker other than rank 0 reports nothing
+        if os.environ.get("RANK", "0") not in ("", "0"):  # a worker other than rank 0 reports nothing
             reporter = Reporter(None, None, None, echo_stdout=False)
+            log.setLevel(logging.WARNING)  # and logs only its problems (nas_trainer.darts.workers)
     except (TrialInputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         trial, attempt = _trial_name(text)

@@ -18,6 +18,16 @@ WEIGHT_SHARING = "enas"
 """``strategy.type`` of weight sharing: one trainer holds the supernet and the controller."""
 WEIGHT_SHARING_BATCH_SIZE = 10
 """Its m where the space names none (ENAS micro and RNN: 10)."""
+DARTS = "darts"
+"""``strategy.type`` of DARTS: one trainer runs the differentiable search (``nas_trainer.darts``)."""
+WEIGHT_SHARING_TYPES = (WEIGHT_SHARING, DARTS)
+"""Every ``strategy.type`` that runs a whole weight-sharing search as one trial."""
+
+
+def is_weight_sharing(type_name: str | None) -> bool:
+    """True for the one-trial weight-sharing types (``enas``, ``darts``)."""
+    return type_name in WEIGHT_SHARING_TYPES
+
 
 _REGISTRY: Registry[type[Strategy]] = Registry("strategy")
 STRATEGIES = _REGISTRY.items
@@ -26,16 +36,16 @@ STRATEGIES = _REGISTRY.items
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator (or call): make ``cls`` available under ``cls.type_name``."""
-    if cls.type_name == WEIGHT_SHARING:
-        raise ValueError(f"strategy type {WEIGHT_SHARING!r} is reserved for weight sharing")
+    if is_weight_sharing(cls.type_name):
+        raise ValueError(f"strategy type {cls.type_name!r} is reserved for weight sharing")
     return _REGISTRY.add(cls.type_name, cls)
 
 
 def strategy_class(type_name: str) -> type[Strategy] | None:
-    """The class of ``type_name`` (None for ``enas`` and for unknown names)."""
+    """The class of ``type_name`` (None for ``enas``, ``darts`` and unknown names)."""
     return _REGISTRY.get(type_name)
 
 
 def strategy_types() -> list[str]:
-    """Every valid ``strategy.type``: the registered strategies, then ``enas``."""
-    return [*_REGISTRY.names(), WEIGHT_SHARING]
+    """Every valid ``strategy.type``: the registered strategies, then ``enas`` and ``darts``."""
+    return [*_REGISTRY.names(), *WEIGHT_SHARING_TYPES]

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from controller_policy.contract import EnasSpec, TrainingSpec
+from controller_policy.contract import DartsSpec, EnasSpec, TrainingSpec
 from controller_policy.spaces.registry import space_class
 from controller_policy.strategies.defaults import default_batch_size, defaults_for
-from controller_policy.strategies.registry import WEIGHT_SHARING, strategy_class
+from controller_policy.strategies.registry import is_weight_sharing, strategy_class
 from nas_operator.api.trial import TrialDataset
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def fill_defaults(spec: NASSearchSpec) -> None:
         spec.trial.dataset = TrialDataset(name=KIND_DEFAULT_DATASET[kind])  # type: ignore[arg-type]
     budget = spec.budget
     if budget.maxTrials is None:
-        budget.maxTrials = 1 if st.type == WEIGHT_SHARING else 100
+        budget.maxTrials = 1 if is_weight_sharing(st.type) else 100
     if budget.parallelism is None:
         budget.parallelism = min(4, budget.maxTrials)
 
@@ -148,6 +148,11 @@ def enas_spec(spec: NASSearchSpec) -> EnasSpec:
     controller.setdefault("seed", spec.strategy.seed)
     config["controller"] = controller
     return EnasSpec.model_validate(config)
+
+
+def darts_spec(spec: NASSearchSpec) -> DartsSpec:
+    """The trainer's DARTS block: ``strategy.config`` as ``DartsSpec`` (docs/papers.md §8, DARTS)."""
+    return DartsSpec.model_validate(dict(spec.strategy.config))
 
 
 def final_training_spec(spec: NASSearchSpec) -> TrainingSpec:

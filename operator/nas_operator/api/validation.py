@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from controller_policy.strategies.registry import WEIGHT_SHARING
+from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING, is_weight_sharing
 from nas_operator.api.defaults import (
     KIND_DATASETS,
     KIND_METRIC,
     config_model,
+    darts_spec,
     enas_spec,
     final_training_spec,
     space_class,
@@ -72,9 +73,14 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
             f"spec.strategy.type: 'enas' shares weights only in the enas-* spaces, not "
             f"{space!r}; use reinforce, ppo, random or evolution, or an enas-* searchSpace.type"
         )
-    if st.type == WEIGHT_SHARING and budget.maxTrials != 1:
+    if st.type == DARTS and space != "enas-micro":
         errors.append(
-            f"spec.budget.maxTrials: must be 1 with strategy.type 'enas' (one trainer runs the "
+            f"spec.strategy.type: 'darts' relaxes the enas-micro cell, not {space!r}; "
+            "set spec.searchSpace.type: enas-micro"
+        )
+    if is_weight_sharing(st.type) and budget.maxTrials != 1:
+        errors.append(
+            f"spec.budget.maxTrials: must be 1 with strategy.type {st.type!r} (one trainer runs the "
             f"whole weight-sharing search), got {budget.maxTrials}; use finalTraining to retrain"
         )
     if spec.objective.metric != KIND_METRIC[kind]:
@@ -116,6 +122,12 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
 
 
 def _strategy_config_problems(spec: NASSearchSpec) -> list[str]:
+    if spec.strategy.type == DARTS:
+        try:
+            darts_spec(spec)
+        except ValidationError as exc:
+            return format_validation_error(exc, "spec.strategy.config")
+        return []
     if spec.strategy.type == WEIGHT_SHARING:
         try:
             enas = enas_spec(spec)

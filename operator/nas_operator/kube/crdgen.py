@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.spaces.registry import load_spaces
-from controller_policy.strategies.registry import WEIGHT_SHARING
+from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING
 from nas_operator.api import (
     MAX_SEARCH_NAME,
     NASSearchSpec,
@@ -168,6 +168,10 @@ def search_spec_rules() -> list[dict[str, str]]:
                  f"'{WEIGHT_SHARING}' || self.searchSpace.type in "
                  f"[{_spaces_where(lambda cls: cls.weight_sharing())}]",
          "message": "spec.strategy.type 'enas' needs an enas-* spec.searchSpace.type",
+         "fieldPath": ".strategy.type"},
+        {"rule": "!has(self.strategy) || !has(self.strategy.type) || self.strategy.type != "
+                 f"'{DARTS}' || self.searchSpace.type == 'enas-micro'",
+         "message": "spec.strategy.type 'darts' needs spec.searchSpace.type enas-micro",
          "fieldPath": ".strategy.type"},
         {"rule": "!has(self.trial) || !has(self.trial.dataset) || !has(self.trial.dataset.name)"
                  f" || ({_kind_is('language')} ? self.trial.dataset.name in "

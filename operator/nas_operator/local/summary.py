@@ -86,7 +86,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     if summary.message and summary.phase != "Suspended":
         console.print(f"            {summary.message}", highlight=False, markup=False)
     c = summary.counts
-    unit = "trial" if spec.strategy.type == "enas" else "trials"
+    unit = "trial" if scored_by(spec.strategy.type) == "supernet" else "trials"
     console.print(
         f"{unit:<11} {summary.created}/{spec.budget.max_trials()} created: "
         f"{c.get('succeeded', 0)} succeeded, {c.get('failed', 0)} failed, "

@@ -61,6 +61,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def gpu_of(rank: int, device_type: str) -> dict[str, str]:
+    """One pod with several GPUs: worker ``rank`` sees only the rank-th visible GPU (rank 0: the first)."""
+    if device_type != "cuda":
+        return {}
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if rank >= len(ids):
+        raise ConfigError(f"darts.workers / enas.workers: worker {rank} has no GPU of its own ({len(ids)} visible)")
+    return {"CUDA_VISIBLE_DEVICES": ids[rank]}
+
+
 def start_local_workers(ctx: TrialContext, world: int) -> list[subprocess.Popen[bytes]]:
     """Ranks 1 .. world-1 as trainer processes; this process becomes rank 0 of a loopback world."""
     port = _free_port()
@@ -73,8 +86,9 @@ def start_local_workers(ctx: TrialContext, world: int) -> list[subprocess.Popen[
     base[ENV_TERMINATION_FILE] = os.devnull
     procs = []
     for rank in range(1, world):
+        env = {**base, ENV_RANK: str(rank), **gpu_of(rank, ctx.runtime.device.type)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "nas_trainer"], env={**base, ENV_RANK: str(rank)},
+            [sys.executable, "-m", "nas_trainer"], env=env,
             stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         ))
     log.info("started %d local workers on 127.0.0.1:%d (gloo)", world - 1, port)
