@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_quick_run_writes_report_with_tables(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS-quick.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "search_quality,weight_sharing",
+        [sys.executable, "-m", "bench", "--quick", "--only", "fashion_search,search_quality,weight_sharing",
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=880, check=False,
     )
@@ -41,6 +41,10 @@ def test_quick_run_writes_report_with_tables(tmp_path: Path) -> None:
     assert "| ENAS " in text and "| multi-trial REINFORCE " in text and "multi / ENAS" in text
     # The shipped table answered every lookup: no training happened for the comparison.
     assert "0 trained now" in text
+    # The Fashion-MNIST table: every strategy, the paired test against random, both expectations.
+    assert "### Strategies on the Fashion-MNIST table" in text and "spread / seed noise" in text
+    assert "Wilcoxon signed-rank" in text and "random, exact expectation (distinct archs)" in text
+    assert (REPO / "bench" / "out" / "fashion_search-quick.png").stat().st_size > 0
     assert (REPO / "bench" / "out" / "search_quality-quick.png").stat().st_size > 0
 
 
