@@ -21,7 +21,12 @@ What the pod gets and why:
   PTB come from a shared volume instead of the image;
 * for final training with ``finalTraining.output``, that claim read-write at
   ``/models`` and ``outputDir`` = ``/models/<namespace>/<search>/<trial>`` in the
-  trial document, so the trained model outlives the pod.
+  trial document, so the trained model outlives the pod;
+* a weight-sharing trial with N > 1 workers (``darts.workers``, ``enas.workers``)
+  becomes an Indexed Job of N pods: ``WORLD_SIZE`` = N, ``RANK`` = the pod's
+  completion index, ``MASTER_ADDR`` = pod 0's name under the headless Service
+  ``build_rendezvous_service`` makes (the pods' ``subdomain``), ``MASTER_PORT``;
+  with ``backoffLimit: 0`` one failed worker fails the Job, hence the attempt.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from controller_policy.contract import (
     ENV_REPORT_URL,
     ENV_TERMINATION_FILE,
     ENV_TRIAL_JSON,
+    TrialDocument,
 )
 from nas_operator.api import POD_CHECKPOINT_DIR, POD_TMP_DIR, ModelOutput, TrialSpec
 from nas_operator.api.constants import POD_MODEL_DIR
@@ -62,6 +68,39 @@ MODEL_DIR = POD_MODEL_DIR
 """Mount point of finalTraining.output's claim in final-training pods."""
 TRAINER_UID = 10001
 """The trainer image's numeric user (trainer_image/Dockerfile)."""
+RENDEZVOUS_PORT = 29500
+"""torch.distributed's usual port, on pod 0 of a several-worker trial."""
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+"""Where an Indexed Job's pod finds its index (its RANK)."""
+
+
+def workers_of(document: TrialDocument) -> int:
+    """Processes of one weight-sharing trial (``darts.workers`` / ``enas.workers``); 1 otherwise."""
+    block = {"darts": document.darts, "enas": document.enas}.get(document.mode)
+    return block.workers if block is not None else 1
+
+
+def _rendezvous_env(request: LaunchRequest, workers: int) -> list[dict[str, Any]]:
+    return [
+        {"name": "WORLD_SIZE", "value": str(workers)},
+        {"name": "RANK", "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}},
+        {"name": "MASTER_ADDR", "value": f"{request.job_name}-0.{request.job_name}"},
+        {"name": "MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
+    ]
+
+
+def build_rendezvous_service(request: LaunchRequest, owner: dict[str, Any] | None) -> dict[str, Any]:
+    """The headless Service that gives the pods of a several-worker Job their DNS names."""
+    metadata: dict[str, Any] = {"name": request.job_name, "namespace": request.namespace,
+                                "labels": trial_labels(request)}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner_reference(owner)]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": {
+        "clusterIP": "None", "publishNotReadyAddresses": True,
+        "selector": {LABEL_TRIAL: request.trial, LABEL_ATTEMPT: str(request.attempt)},
+        "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
+    }}
 
 
 def trial_labels(request: LaunchRequest) -> dict[str, str]:
@@ -194,12 +233,17 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         pod["tolerations"] = [t.model_dump(exclude_none=True) for t in trial.tolerations]
     if trial.priorityClassName:
         pod["priorityClassName"] = trial.priorityClassName
+    workers = workers_of(request.document)
     spec: dict[str, Any] = {
         "backoffLimit": 0,
-        "completions": 1,
-        "parallelism": 1,
+        "completions": workers,
+        "parallelism": workers,
         "template": {"metadata": {"labels": {**labels, LABEL_ROLE: ROLE_TRAINER}}, "spec": pod},
     }
+    if workers > 1:  # one pod per worker, found through the rendezvous Service
+        spec["completionMode"] = "Indexed"
+        pod["subdomain"] = request.job_name
+        container["env"] += _rendezvous_env(request, workers)
     if request.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = request.active_deadline_seconds
     if trial.queueName:

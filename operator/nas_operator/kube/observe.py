@@ -27,6 +27,7 @@ import logging
 from typing import Any, Protocol
 
 from nas_operator.kube.api import PODS, ApiError, KubeApi
+from nas_operator.kube.jobs import INDEX_ANNOTATION
 from nas_operator.kube.labels import LABEL_ATTEMPT, LABEL_TRIAL, TRAINER_CONTAINER
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ def read_pod(pod: dict[str, Any]) -> PodOutcome:
             detail = status.get("message") or (disruption or {}).get("message") or ""
             return PodOutcome("lost", message=f"pod {why}: {detail}".rstrip(": "))
         if terminated is not None:
+            index = (pod.get("metadata", {}).get("annotations") or {}).get(INDEX_ANNOTATION, "0")
+            if terminated.get("exitCode") == 0 and index != "0":
+                return PodOutcome("running")  # a worker besides rank 0 is done; rank 0 reports
             return PodOutcome("exited", exit_code=terminated.get("exitCode"),
                               message=terminated.get("message"))
         return PodOutcome("lost", message=f"pod {phase} without a trainer exit "
