@@ -159,3 +159,43 @@ def test_two_enas_workers_train_one_child_each_per_step_and_report_once(tmp_path
     assert "children_per_step" not in single["epochs"][0]
     # the first step is the same child on rank 0; averaging in rank 1's child changes the result
     assert single["epochs"][0]["train_loss"] != final["epochs"][0]["train_loss"]
+
+
+def test_sigterm_stops_both_workers_and_the_rerun_resumes_them_bit_exactly(tmp_path: Path) -> None:
+    doc = darts_doc("first", checkpointDir=str(tmp_path / "ckpt"))
+    doc["darts"]["workers"] = 2
+    doc["training"]["epochs"] = 3
+    doc["dataset"]["maxTrainExamples"] = 64
+    trial = tmp_path / "stopped.json"
+    trial.write_text(json.dumps(doc))
+    cmd = [sys.executable, "-m", "nas_trainer", "--trial", str(trial)]
+    env = trainer_env(tmp_path, "stopped")
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if json.loads(line)["kind"] == "epoch":
+                break
+        first.send_signal(signal.SIGTERM)  # to rank 0 only: rank 1 stops at the same step
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 143, err
+    interrupted = json.loads((tmp_path / "stopped.term").read_text())
+    assert interrupted["kind"] == "interrupted"
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stderr
+    resumed = json.loads((tmp_path / "stopped.term").read_text())
+    assert len(resumed["epochs"]) == 3
+
+    reference = darts_doc("first", checkpointDir=str(tmp_path / "ref"))
+    reference["darts"]["workers"] = 2
+    reference["training"]["epochs"] = 3
+    reference["dataset"]["maxTrainExamples"] = 64
+    _, uninterrupted = run(tmp_path, "ref", reference)
+    got, want = supernet_state(tmp_path / "ckpt"), supernet_state(tmp_path / "ref")
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert resumed["architecture"] == uninterrupted["architecture"]
