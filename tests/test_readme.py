@@ -74,8 +74,9 @@ def _check_kubenas(argv: list[str]) -> None:
         proc = subprocess.run([sys.executable, "-m", "nas_operator.cli", *argv[1:]],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    elif sub in {"run", "show"}:
-        # Real runs are covered by test_local_run.py / test_local_resume.py; here the
+    elif sub in {"run", "show", "export"}:
+        # Real runs are covered by test_local_run.py / test_local_resume.py (and
+        # test_transfer.py for export); here the
         # README's file arguments must exist and its flags must be accepted.
         for arg in argv[2:]:
             if arg.startswith("examples/"):
