@@ -54,6 +54,7 @@ MODULES = [
     Module("bench_supernet_ranking", "ENAS supernet ranking of every enas-macro L=3 child (digits table)",
            "sharing"),
     Module("bench_weight_sharing", "ENAS against multi-trial REINFORCE", "sharing"),
+    Module("bench_darts", "DARTS steps/s on 1 and 2 gloo workers; skip edges per epoch", "sharing"),
     Module("bench_controller", "Controller ask/update cost and checkpoint size per space", "overhead"),
     Module("bench_loop", "Status-API reports/s, report-to-next-launch latency, loop memory", "overhead"),
     Module("bench_operator", "Operator on a Kubernetes API: requests per trial, memory", "overhead"),
@@ -101,15 +102,20 @@ def read_earlier(text: str) -> Earlier:
     command line, which survives a change of title) and the rows of its Runs table."""
     rows = {m.group(1): (m.group(2).strip(), m.group(3).strip())
             for m in re.finditer(r"^\| bench\.(\w+)\s*\|[^|\n]*\|([^|\n]*)\|([^|\n]*)\|$", text, re.M)}
+    found_date = re.search(r"^- date: (.+)$", text, re.M)
+    found_commit = re.search(r"^\| commit\s*\|\s*(\S+)", text, re.M)
+    date = found_date.group(1) if found_date else "?"
+    commit = found_commit.group(1) if found_commit else "?"
     sections: dict[str, Kept] = {}
     for block in re.split(r"\n(?=### |## )", text):
-        found = re.search(r"^`python -m bench\.(\w+)", block, re.M)
+        found = re.search(r"^`python -m bench\.(\w+)`.*s wall(?: \(from the run of .*\))?\.$", block, re.M)
         if block.startswith("### ") and found:
             status, wall = rows.get(found.group(1), ("?", "?"))
+            line = found.group(0)
+            if "(from the run of" not in line:  # a section kept twice keeps its first provenance
+                block = block.replace(line, line[:-1] + f" (from the run of {date}, commit {commit}).")
             sections[found.group(1)] = Kept(block.strip(), status, wall)
-    date = re.search(r"^- date: (.+)$", text, re.M)
-    commit = re.search(r"^\| commit\s*\|\s*(\S+)", text, re.M)
-    return Earlier(date.group(1) if date else "?", commit.group(1) if commit else "?", sections)
+    return Earlier(date, commit, sections)
 
 
 def select(only: list[str] | None) -> list[Module]:
@@ -176,8 +182,8 @@ def render(outcomes: list[Outcome], quick: bool, started: datetime, wall: float,
         lines.append(f"- note: {note}")
     if earlier and kept:
         lines.append(f"- updated: only {', '.join(f'bench.{n}' for n in sorted(ran))} ran now; the "
-                     f"sections of {', '.join(f'bench.{n}' for n in kept)} are kept from the run of "
-                     f"{earlier.date} (commit {earlier.commit}); its machine is in that commit's report")
+                     f"sections of {', '.join(f'bench.{n}' for n in kept)} are kept from earlier runs "
+                     "(each names its date and commit; their machine is in that commit's report)")
     lines += ["", "## Machine", "", format_table(["", ""], machine()), "", "## Runs", ""]
     by_name = {o.module.name: o for o in outcomes}
     shown = [m for m in MODULES if m.name in by_name or m.name in kept]

@@ -26,11 +26,13 @@ table ranked against one of its own seed reruns: the ceiling.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +41,7 @@ from bench.bench_search_quality import expected_random_best
 from bench.quality_table import TASK, Entry, QualityTable
 from bench.table import format_table
 
+OUT_DIR = Path(__file__).resolve().parent / "out"
 SAMPLERS = ("controller", "uniform")
 TOP = 0.10
 
@@ -53,6 +56,7 @@ class Ranking:
     rho_top: float
     pick: list[int]
     search_cpu_s: float
+    scores: list[float]
 
 
 def correlations(scores: list[float], truth: list[float]) -> tuple[float, float, float, float]:
@@ -103,7 +107,7 @@ def rank_once(table: QualityTable, entries: list[Entry], sampler: str, seed: int
     search.supernet.eval()
     scores = [search.task.evaluate(e.tokens)["val_accuracy"] for e in entries]
     tau, rho, tau_top, rho_top = correlations(scores, [e.accuracy for e in entries])
-    return Ranking(sampler, seed, tau, rho, tau_top, rho_top, list(arch.tokens), search_cpu)
+    return Ranking(sampler, seed, tau, rho, tau_top, rho_top, list(arch.tokens), search_cpu, scores)
 
 
 def ceiling(table: QualityTable) -> tuple[float, float, int]:
@@ -152,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
                                               for f in ("tau", "rho", "tau_top", "rho_top")),
                      f"{statistics.mean(picks):.4f}", "", "", ""])
     c_tau, c_rho, c_n = ceiling(table)
+    raw = OUT_DIR / ("supernet_ranking-quick.json" if args.quick else "supernet_ranking.json")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps({"tokens": [e.tokens for e in entries], "table": [e.accuracy for e in entries],
+                               "runs": [{"sampler": r.sampler, "seed": r.seed, "scores": r.scores,
+                                         "pick": r.pick} for r in runs]}))
     print(f"Supernet: the trainer's ENAS search (mode enas) on {TASK['spaceType']} "
           f"{TASK['spaceOptions']}, digits, {TASK['training']['model']['filters']} filters, batch "
           f"{TASK['training']['batchSize']}, lr {TASK['training']['learningRate']} cosine, {epochs} epochs, "

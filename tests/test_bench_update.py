@@ -28,8 +28,12 @@ def test_update_replaces_the_rerun_section_and_keeps_the_others() -> None:
     new = _report({"bench_fashion_search": "| new fashion |"}, datetime(2026, 2, 1, tzinfo=UTC), earlier)
     assert "| new fashion |" in new and "| old fashion |" not in new
     assert "| controller table |" in new and "| loop table |" in new  # kept verbatim
-    assert earlier.sections["bench_loop"].block in new
-    assert "kept from the run of 2026-01-02 03:04 UTC" in new
+    assert "| loop table |" in earlier.sections["bench_loop"].block and earlier.sections["bench_loop"].block in new
+    assert "s wall (from the run of 2026-01-02 03:04 UTC, commit " in new
+    # updating again keeps each kept section's first date, not the date of the report it came through
+    again = _report({"bench_controller": "| controller 3 |"}, datetime(2026, 3, 1, tzinfo=UTC), read_earlier(new))
+    assert again.count("(from the run of 2026-01-02 03:04 UTC") == 1  # bench_loop
+    assert "(from the run of 2026-02-01 00:00 UTC" in again  # bench_fashion_search, run in February
     runs = new.split("## Runs", 1)[1].split("## 1.", 1)[0]
     assert "| bench.bench_controller" in runs and "kept: ok" in runs
     # report order is MODULES order, whatever ran
