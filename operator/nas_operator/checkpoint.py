@@ -8,7 +8,7 @@ resuming a corrupt search.
 
 ``CheckpointStore`` is storage-agnostic (the operator keeps blobs in
 ConfigMaps, the local runner in its output folder); ``DirectoryCheckpointStore``
-writes a temporary file, fsyncs it and renames it over the old one, so a crash
+writes through ``controller_policy.files.atomic_write`` (temporary file, fsync, rename), so a crash
 mid-write leaves the previous checkpoint intact.
 """
 
@@ -19,11 +19,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from controller_policy.files import atomic_write
 
 MAGIC = b"KUBENAS-CKPT\x01"
 FORMAT_VERSION = 1
@@ -123,26 +124,8 @@ class DirectoryCheckpointStore(CheckpointStore):
         return self.directory / f"{key}.ckpt"
 
     async def save(self, key: str, blob: bytes) -> str:
-        return await asyncio.to_thread(self._save, key, blob)
-
-    def _save(self, key: str, blob: bytes) -> str:
         target = self.path(key)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        await asyncio.to_thread(atomic_write, target, blob)
         return str(target)
 
     async def load(self, key: str) -> bytes | None:

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from controller_policy.contract import Report, TrialDocument
 from controller_policy.spaces.base import Architecture
-from nas_operator.api import DatasetClaim
+from nas_operator.api import DatasetClaim, ModelOutput, TrialSpec
 
 REPORT_PATH = "/v1/namespaces/{namespace}/searches/{search}/trials/{trial}/reports"
 """The status API route a trainer POSTs its reports to."""
@@ -58,6 +58,11 @@ class LaunchRequest:
     dataset_claim: DatasetClaim | None = None
     """The PersistentVolumeClaim of the attempt's dataset: pod launchers mount it at
     ``document.dataset.path``; local processes read that path directly."""
+    pod: TrialSpec | None = None
+    """``spec.trial`` as it was when the attempt launched: pod launchers build its pod from it
+    (image, resources, nodeSelector, tolerations, queue)."""
+    model_output: ModelOutput | None = None
+    """A final attempt's ``finalTraining.output``: pod launchers mount its claim."""
 
     @property
     def stage(self) -> str:
@@ -81,6 +86,10 @@ class TrialObserver(Protocol):
     ) -> Any: ...
 
     def on_trial_lost(self, trial: str, attempt: int, reason: str) -> Any: ...
+
+    def is_current(self, trial: str, attempt: int) -> bool:
+        """Whether ``attempt`` is the trial's launched, unfinished attempt."""
+        ...
 
 
 class Launcher(ABC):

@@ -178,6 +178,12 @@ class Ledger:
         """Trials not yet compacted, by name (the hot path of every report)."""
         self._blocks: dict[tuple[str, int], str] = {}
         """JSON text of checkpoint blocks whose trials are all compacted (they never change)."""
+        self._texts: dict[tuple[str, int], list[str]] = {}
+        """Per open block: the JSON text of each entry as of the last snapshot."""
+        self._stale: dict[tuple[str, int], set[int]] = {}
+        """Per open block: offsets of the entries changed since the last snapshot."""
+        self._compacted: dict[tuple[str, int], int] = {}
+        """Per block: how many of its trials are compacted (all: the block is closed)."""
         self.counts: dict[str, dict[str, int]] = {
             stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0}
             for stage in STAGE_LETTER
@@ -209,6 +215,10 @@ class Ledger:
         items = self.trials[stage]
         return items[index] if index < len(items) else None
 
+    def touch(self, trial: Trial) -> None:
+        """``trial`` changed: its checkpoint entry is encoded again by the next snapshot."""
+        self._stale.setdefault((trial.stage, trial.index // BLOCK), set()).add(trial.index % BLOCK)
+
     def live_trial(self, name: str) -> Trial:
         return self.live[name]
 
@@ -232,6 +242,7 @@ class Ledger:
         return trial
 
     def mark_launched(self, trial: Trial, now: float) -> None:
+        self.touch(trial)
         trial.state = TrialState.PENDING
         trial.launched = True
         trial.attempt_start = now
@@ -241,12 +252,14 @@ class Ledger:
 
     def mark_running(self, trial: Trial) -> bool:
         if trial.state is TrialState.PENDING:
+            self.touch(trial)
             trial.state = TrialState.RUNNING
             self.counts[trial.stage]["running"] += 1
             return True
         return False
 
     def _leave_active(self, trial: Trial) -> None:
+        self.touch(trial)
         if trial.name in self.active:
             self.active.discard(trial.name)
             if trial.state is TrialState.RUNNING:
@@ -335,6 +348,9 @@ class Ledger:
             trial.state, trial.attempt, trial.reward, trial.final_digest, trial.epoch_count
         )
         del self.live[trial.name]
+        self.touch(trial)
+        key = (trial.stage, trial.index // BLOCK)
+        self._compacted[key] = self._compacted.get(key, 0) + 1
 
     def _rank(self, ranked: Ranked) -> None:
         self.topk.append(ranked)
@@ -358,27 +374,19 @@ class Ledger:
     def snapshot(self) -> LedgerSnapshot:
         """A consistent copy, cheap to take on the event loop; encode it anywhere.
 
-        Finished trials are grouped in blocks of ``BLOCK`` indices; a block whose
-        trials are all compacted never changes again, so its JSON text is cached
-        and a checkpoint costs O(live trials), not O(all trials).
+        Every entry's JSON text is kept until its trial changes (``touch``), and the
+        trials are grouped in blocks of ``BLOCK`` indices: a block whose trials are all
+        compacted never changes again and is kept as one text. A checkpoint encodes the
+        entries changed since the last one, not O(all trials) nor O(live trials).
         """
-        stages: dict[str, list[str | list[Any]]] = {}
+        stages: dict[str, list[str]] = {}
         for stage, items in self.trials.items():
-            parts: list[str | list[Any]] = []
+            parts: list[str] = []
             for block in range(0, (len(items) + BLOCK - 1) // BLOCK):
                 cached = self._blocks.get((stage, block))
-                if cached is not None:
-                    parts.append(cached)
-                    continue
-                chunk = items[block * BLOCK : (block + 1) * BLOCK]
-                entries = [[0, r.to_state()] if isinstance(r, Trial) else [1, r.to_state()]
-                           for r in chunk]
-                if len(chunk) == BLOCK and all(isinstance(r, FinishedTrial) for r in chunk):
-                    text = json.dumps(entries, separators=(",", ":"))[1:-1]
-                    self._blocks[(stage, block)] = text
-                    parts.append(text)
-                else:
-                    parts.append(entries)
+                if cached is None:
+                    cached = self._block_text(stage, block, items)
+                parts.append(cached)
             stages[stage] = parts
         rest = {
             "search": self.search,
@@ -389,6 +397,24 @@ class Ledger:
             "final_results": [r.to_state() for r in self.final_results],
         }
         return LedgerSnapshot(stages, rest)
+
+    def _block_text(self, stage: str, block: int, items: list[Trial | FinishedTrial]) -> str:
+        """One open block's entries as JSON text, encoding only the entries that changed; a
+        block of ``BLOCK`` compacted trials is kept as one text from then on."""
+        key = (stage, block)
+        first = block * BLOCK
+        texts = self._texts.setdefault(key, [])
+        stale = self._stale.pop(key, set())
+        stale.update(range(len(texts), min(BLOCK, len(items) - first)))
+        texts.extend([""] * (min(BLOCK, len(items) - first) - len(texts)))
+        for offset in stale:
+            rec = items[first + offset]
+            texts[offset] = _dumps([0 if isinstance(rec, Trial) else 1, rec.to_state()])
+        joined = ",".join(texts)
+        if self._compacted.get(key, 0) == BLOCK:
+            self._blocks[key] = joined
+            del self._texts[key]
+        return joined
 
     def to_state(self) -> dict[str, Any]:
         """The snapshot as plain JSON data."""
@@ -409,23 +435,30 @@ class Ledger:
         ledger.final_results = [Ranked(**r) for r in data["final_results"]]
         ledger.live = {t.name: t for items in ledger.trials.values() for t in items
                        if isinstance(t, Trial)}
+        for stage, items in ledger.trials.items():
+            for index, rec in enumerate(items):
+                if isinstance(rec, FinishedTrial):
+                    key = (stage, index // BLOCK)
+                    ledger._compacted[key] = ledger._compacted.get(key, 0) + 1
         ledger.active = {t.name for t in ledger.live.values() if t.state.active}
         return ledger
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 @dataclass
 class LedgerSnapshot:
-    """Ledger state frozen at one moment: cached JSON blocks plus copied live entries."""
+    """Ledger state frozen at one moment: the JSON texts of its entries and the rest."""
 
-    stages: dict[str, list[str | list[Any]]]
+    stages: dict[str, list[str]]
     rest: dict[str, Any]
 
     def to_json(self) -> str:
         stages = []
         for stage, parts in self.stages.items():
-            texts = [p if isinstance(p, str) else json.dumps(p, separators=(",", ":"))[1:-1]
-                     for p in parts]
-            body = ",".join(t for t in texts if t)
+            body = ",".join(t for t in parts if t)
             stages.append(f"{json.dumps(stage)}:[{body}]")
         rest = json.dumps(self.rest, separators=(",", ":"))
         return rest[:-1] + ',"trials":{' + ",".join(stages) + "}}"

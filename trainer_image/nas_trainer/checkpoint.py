@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from controller_policy.files import atomic_write
 from nas_trainer.runtime import ConfigError, rng_state, set_rng_state
 
 log = logging.getLogger("nas_trainer.checkpoint")
@@ -98,27 +98,7 @@ class CheckpointMismatch(ConfigError):
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 class Checkpointer:

@@ -8,26 +8,24 @@ proposal, once; ``tell_failure`` says the trial failed for good.
 
 ``state_dict`` captures everything (network weights, optimizer state, baseline,
 counters, RNG states, pending proposals) as plain Python/torch objects that
-``torch.save`` can write; ``to_bytes``/``load_bytes`` wrap that so the state
-survives a process restart, and a restored strategy continues bit-for-bit.
+``torch.save`` can write; ``to_bytes``/``load_bytes`` wrap that (``codec``) so the
+state survives a process restart, and a restored strategy continues bit-for-bit.
 Checkpoints live in a ConfigMap that anyone with edit rights can change, so
-``load_bytes`` unpickles with ``weights_only=True``: tensors and plain
-containers only, never arbitrary objects.
+``load_bytes`` reads tensors and plain containers only, never arbitrary objects.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-import torch
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from controller_policy.spaces.base import Architecture, SearchSpace
+from controller_policy.strategies.codec import StateCodecError, decode_state, encode_state
 from controller_policy.strict import Strict
 
 
@@ -125,15 +123,14 @@ class Strategy(ABC):
         """Restore from ``state_dict``; the next asks and updates equal an uninterrupted run."""
 
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        return buf.getvalue()
+        """``state_dict`` as bytes (``codec``: tensors by torch, the rest as plain data)."""
+        return encode_state(self.state_dict())
 
     def load_bytes(self, data: bytes) -> None:
         """Restore from ``to_bytes`` output; a corrupt or foreign blob raises ``StrategyError``."""
         try:
-            state = torch.load(io.BytesIO(data), weights_only=True)
-        except Exception as exc:  # torch raises several types for a bad blob
+            state = decode_state(data)
+        except StateCodecError as exc:
             raise StrategyError(f"checkpoint is not a readable strategy state: {exc}") from exc
         if not isinstance(state, dict):
             raise StrategyError("checkpoint is not a readable strategy state: not a mapping")

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.strategies.base import Proposal, Strategy, StrategyConfig, StrategyError
-from controller_policy.strategies.ledger import Ledger
+from controller_policy.strategies.proposal_book import ProposalBook
 from controller_policy.strategies.sampling import first_valid, restore_rng, uniform
 
 
@@ -57,7 +57,7 @@ class RegularizedEvolution(Strategy):
     def __init__(self, space: SearchSpace, config: EvolutionConfig | dict[str, Any] | None = None):
         super().__init__(space, config)
         self.rng = random.Random(self.config.seed)
-        self.ledger = Ledger()
+        self.ledger = ProposalBook()
         self.population: deque[tuple[int, list[int], float]] = deque()
         self.random_asks = 0
         self.mutation_asks = 0
@@ -143,7 +143,7 @@ class RegularizedEvolution(Strategy):
         self.check_state_header(state)
         try:
             rng = restore_rng(state["rng"])
-            ledger = Ledger()
+            ledger = ProposalBook()
             ledger.load_state_dict(state["ledger"])
             population = deque((int(p), list(t), float(r)) for p, t, r in state["population"])
             random_asks, mutation_asks = int(state["random_asks"]), int(state["mutation_asks"])

@@ -26,7 +26,7 @@ from pydantic import Field
 from controller_policy.spaces.base import Architecture, InvalidArchitecture, SearchSpace
 from controller_policy.strategies.base import Proposal, Strategy, StrategyConfig, StrategyError
 from controller_policy.strategies.controller import Controller
-from controller_policy.strategies.ledger import Ledger
+from controller_policy.strategies.proposal_book import ProposalBook
 from controller_policy.strategies.sampling import first_valid
 
 
@@ -69,7 +69,7 @@ class PolicyStrategy(Strategy):
         self.controller = self._new_controller()
         self.optimizer = self._new_optimizer(self.controller)
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.ledger = Ledger()
+        self.ledger = ProposalBook()
         self.buffer: list[tuple[int, list[int], float, dict[str, Any]]] = []
         self.baseline: float | None = None
         self.updates = 0
@@ -261,7 +261,7 @@ class PolicyStrategy(Strategy):
             optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
             generator = torch.Generator()
             generator.set_state(state["generator"].clone())
-            ledger = Ledger()
+            ledger = ProposalBook()
             ledger.load_state_dict(state["ledger"])
             buffer = [(int(p), list(t), float(r), copy.deepcopy(e)) for p, t, r, e in state["buffer"]]
             baseline = None if state["baseline"] is None else float(state["baseline"])

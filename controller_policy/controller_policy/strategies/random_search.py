@@ -11,7 +11,7 @@ from typing import Any
 
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.strategies.base import Proposal, Strategy, StrategyConfig, StrategyError
-from controller_policy.strategies.ledger import Ledger
+from controller_policy.strategies.proposal_book import ProposalBook
 from controller_policy.strategies.sampling import restore_rng, uniform
 
 
@@ -23,7 +23,7 @@ class RandomSearch(Strategy):
     def __init__(self, space: SearchSpace, config: StrategyConfig | dict[str, Any] | None = None):
         super().__init__(space, config)
         self.rng = random.Random(self.config.seed)
-        self.ledger = Ledger()
+        self.ledger = ProposalBook()
 
     def ask(self) -> Proposal:
         arch = uniform(self.space, self.rng)
@@ -53,7 +53,7 @@ class RandomSearch(Strategy):
         self.check_state_header(state)
         try:
             rng = restore_rng(state["rng"])
-            ledger = Ledger()
+            ledger = ProposalBook()
             ledger.load_state_dict(state["ledger"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StrategyError(f"strategy state is incomplete or corrupt: {exc!r}") from exc

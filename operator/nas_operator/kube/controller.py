@@ -32,11 +32,10 @@ from nas_operator.kube.runtime import OperatorRuntime
 from nas_operator.kube.status import StatusWriter, condition, search_ref, write_search_status
 from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.ledger import FinishedTrial
-from nas_operator.loop import LoopEvent, SearchLoop
+from nas_operator.loop import TRIAL_ENDINGS, EventReason, LoopEvent, SearchLoop
 
 log = logging.getLogger(__name__)
 
-TRIAL_ENDINGS = frozenset({"TrialSucceeded", "TrialFailed", "TrialCancelled"})
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 START_RETRY = 5.0
 """Seconds between tries to start a search whose start failed on the API (not on its spec)."""
@@ -86,7 +85,7 @@ class SearchController:
                 except Exception as exc:  # API trouble: say so, retry; other searches go on
                     log.exception("search %s/%s could not start", self.namespace, self.name)
                     await self._abort_start()
-                    self.runtime.events.post(search_ref(self.body), "Warning", "StartFailed",
+                    self.runtime.events.post(search_ref(self.body), "Warning", EventReason.START_FAILED,
                                              f"the search could not start ({exc}); retrying "
                                              f"in {START_RETRY:.0f} s")
                     await _first(asyncio.sleep(START_RETRY), _stopped(stopped))

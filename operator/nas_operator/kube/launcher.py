@@ -32,8 +32,7 @@ from nas_operator.kube.labels import (
 from nas_operator.kube.observe import JobTracker
 from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.launcher import Launcher, LaunchRequest, TrialObserver
-from nas_operator.ledger import Trial, job_name
-from nas_operator.loop import SearchLoop
+from nas_operator.ledger import job_name
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ class KubeLauncher(Launcher):
         self.tokens = tokens
         self.owner = owner
         self.namespace: str = owner["metadata"]["namespace"]
-        self.loop: SearchLoop | None = None
         self.observer: TrialObserver | None = None
         self.trial_uids: dict[str, str | None] = {}
         """NASTrials known to exist (uid when known): status writes wait for these."""
@@ -66,18 +64,14 @@ class KubeLauncher(Launcher):
 
     def attach(self, observer: TrialObserver) -> None:
         self.observer = observer
-        if isinstance(observer, SearchLoop):
-            self.loop = observer
 
     # -- Launcher ---------------------------------------------------------------------
     async def launch(self, request: LaunchRequest) -> None:
         # The NASTrial (the Job's owner) and the token (the Job's secretKeyRef) are independent.
         trial, _ = await asyncio.gather(self._ensure_trial(request),
                                         self.tokens.add(request.trial, request.token))
-        assert self.loop is not None
-        final = self.loop.spec.finalTraining
-        job = build_job(request, self.loop.spec.trial, self.config, owner=trial,
-                        output=final.output if final is not None else None)
+        assert request.pod is not None, "a pod launcher needs the request's spec.trial"
+        job = build_job(request, request.pod, self.config, owner=trial, output=request.model_output)
         self.tracker.track(self.namespace, request.job_name, self, request.trial, request.attempt)
         try:
             await self.api.create(JOBS, self.namespace, job)
@@ -135,10 +129,7 @@ class KubeLauncher(Launcher):
 
     # -- TrialSink (from the JobTracker) ---------------------------------------------------
     def attempt_active(self, trial: str, attempt: int) -> bool:
-        if self.loop is None:
-            return False
-        rec = self.loop.ledger.get(trial)
-        return isinstance(rec, Trial) and rec.state.active and rec.attempt == attempt
+        return self.observer is not None and self.observer.is_current(trial, attempt)
 
     def started(self, trial: str, attempt: int) -> None:
         if self.observer is not None:
@@ -157,15 +148,11 @@ class KubeLauncher(Launcher):
 
     # -- NASTrial ------------------------------------------------------------------------
     def _trial_spec(self, request: LaunchRequest) -> dict[str, Any]:
-        view = self.loop.trial_view(request.trial) if self.loop is not None else None
-        if view is not None:
-            spec = view[0]
-        else:
-            doc = request.document
-            spec = NASTrialSpec(search=request.search, stage=stage_of(request.trial),  # type: ignore[arg-type]
-                                index=int(request.trial.rsplit("-", 1)[1][1:]),
-                                attempt=request.attempt, seed=doc.seed,
-                                architecture=doc.architecture)
+        doc = request.document
+        spec = NASTrialSpec(search=request.search, stage=stage_of(request.trial),  # type: ignore[arg-type]
+                            index=int(request.trial.rsplit("-", 1)[1][1:]),
+                            attempt=request.attempt, seed=doc.seed,
+                            architecture=doc.architecture)
         return spec.model_dump(mode="json", exclude_none=True)
 
     async def _ensure_trial(self, request: LaunchRequest) -> dict[str, Any]:

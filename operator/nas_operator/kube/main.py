@@ -21,6 +21,7 @@ from nas_operator.kube.api import KubeApi
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.handlers import build_registry
 from nas_operator.kube.runtime import OperatorRuntime, operator_settings
+from nas_operator.process import tune_garbage_collector
 from nas_operator.status_api import StatusServer, create_app
 
 log = logging.getLogger("nas_operator")
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level_number,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_garbage_collector()  # this process is the operator: its imports live as long as it
     try:
         return asyncio.run(run(config))
     except kopf.LoginError as exc:

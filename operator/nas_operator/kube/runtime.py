@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import kopf
 
@@ -23,11 +23,21 @@ from nas_operator.kube.observe import JobTracker
 from nas_operator.metrics import OperatorMetrics
 from nas_operator.status_api import SearchRegistry
 
-if TYPE_CHECKING:
-    from nas_operator.kube.controller import SearchController
-
 STARTUP_GRACE = 30.0
 """Seconds after start during which reports for a search not loaded yet get 503 (retry)."""
+
+
+class RunningSearch(Protocol):
+    """What the runtime asks of a search's controller (``kube/controller.py``)."""
+
+    @property
+    def starting(self) -> bool:
+        """Whether the search has no loop yet but will get one."""
+        ...
+
+    async def apply_spec(self, body: dict[str, Any]) -> None:
+        """The NASSearch's spec changed."""
+        ...
 
 
 def operator_settings(config: OperatorConfig | None = None) -> kopf.OperatorSettings:
@@ -57,8 +67,8 @@ class OperatorRuntime:
     """Where trial pods send reports (the chart's Service URL, or the bound address)."""
     tracker: JobTracker = dataclasses.field(init=False)
     events: EventRecorder = dataclasses.field(init=False)
-    controllers: dict[tuple[str, str], SearchController] = dataclasses.field(default_factory=dict)
-    """Live ``SearchController`` s by (namespace, name)."""
+    controllers: dict[tuple[str, str], RunningSearch] = dataclasses.field(default_factory=dict)
+    """Live ``SearchController`` s (``kube/controller.py``) by (namespace, name)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     exiting: bool = False
     """Set when the operator is shutting down: reports are retried against the next one."""

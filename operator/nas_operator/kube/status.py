@@ -26,17 +26,19 @@ from nas_operator.api import Condition, NASSearchStatus, NASTrialStatus, SearchP
 from nas_operator.kube.api import NASSEARCHES, NASTRIALS, ApiError, KubeApi
 from nas_operator.kube.events import EventRecorder, involved
 from nas_operator.kube.labels import SEARCH_KIND, TRIAL_KIND
-from nas_operator.loop import LoopEvent, SearchLoop, rfc3339
+from nas_operator.loop import EventReason, LoopEvent, SearchLoop, rfc3339
 
 log = logging.getLogger(__name__)
 
 SEARCH_EVENTS = frozenset({
-    "SearchStarted", "SearchSuspended", "SearchResumed", "SpecUpdated", "FinalTrainingStarted",
-    "SearchSucceeded", "SearchFailed", "NewBest", "CheckpointFailed", "StrategyError",
-    "LaunchFailed", "CancelFailed",
+    EventReason.SEARCH_STARTED, EventReason.SEARCH_SUSPENDED, EventReason.SEARCH_RESUMED,
+    EventReason.SPEC_UPDATED, EventReason.FINAL_TRAINING_STARTED, EventReason.SEARCH_SUCCEEDED,
+    EventReason.SEARCH_FAILED, EventReason.NEW_BEST, EventReason.CHECKPOINT_FAILED,
+    EventReason.STRATEGY_ERROR, EventReason.LAUNCH_FAILED, EventReason.CANCEL_FAILED,
 })
 """Loop events worth an Event on the NASSearch."""
-TRIAL_EVENTS = frozenset({"TrialRetried", "TrialFailed", "TrialRequeued", "LaunchFailed"})
+TRIAL_EVENTS = frozenset({EventReason.TRIAL_RETRIED, EventReason.TRIAL_FAILED,
+                          EventReason.TRIAL_REQUEUED, EventReason.LAUNCH_FAILED})
 """Loop events worth an Event on the NASTrial."""
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
@@ -105,12 +107,12 @@ class StatusWriter:
             return
         self._search_dirty = True
         if event.trial is not None:
-            if event.reason == "TrialStarted":
+            if event.reason == EventReason.TRIAL_STARTED:
                 self._trial_condition(event.trial, condition(
                     "Scheduled", True, "Running", "the trainer is running",
                     old=self.trial_conditions.get(event.trial, {}).get("Scheduled")))
             self.capture(event.trial)
-            if event.reason == "TrialEpoch" and self.loop.enas:
+            if event.reason == EventReason.TRIAL_EPOCH and self.loop.weight_sharing:
                 self.progress = SearchProgress(
                     trial=event.trial, epoch=int(event.data.get("epoch", 0)),
                     epochs=self.loop.spec.trial.training.epochs,

@@ -45,6 +45,7 @@ from controller_policy.contract import (
     ENV_TRIAL_FILE,
     Report,
 )
+from controller_policy.files import atomic_write
 from nas_operator.launcher import Launcher, LaunchRequest, TrialObserver
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class LocalLauncher(Launcher):
                 await asyncio.sleep(self.poll_seconds)
             code = self._exit_code(record)
             if record.process is not None and code is not None:
-                _write_text(record.folder / "exit", str(code))
+                atomic_write(record.folder / "exit", str(code))
         finally:
             record.done.set()
             self._attempts.pop((record.trial, record.attempt), None)
@@ -331,14 +332,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data))
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data))
 
 
 def _read_text(path: Path) -> str | None:

@@ -25,11 +25,11 @@ import csv
 import io
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller_policy.files import atomic_write
 from nas_operator import tokens
 from nas_operator.local.genotype_graph import genotype_summary
 
@@ -212,11 +212,3 @@ def _num(value: float | None) -> str:
     return f"{value:.6g}"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: readers (and a crash) see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -22,14 +22,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nas_operator.loop import LoopEvent, SearchLoop
+from nas_operator.loop import EventReason, LoopEvent, SearchLoop
 from nas_operator.retrained import SCORE_LABEL, scored_by
 
 LINE_EVENTS = frozenset({
-    "TrialSucceeded", "TrialRetried", "TrialFailed", "TrialCancelled", "TrialRequeued",
-    "NewBest", "LaunchFailed", "CheckpointFailed", "StrategyError", "CancelFailed",
-    "FinalTrainingStarted", "SearchSucceeded", "SearchFailed",
-})  # fmt: skip
+    EventReason.TRIAL_SUCCEEDED, EventReason.TRIAL_RETRIED, EventReason.TRIAL_FAILED,
+    EventReason.TRIAL_CANCELLED, EventReason.TRIAL_REQUEUED, EventReason.NEW_BEST,
+    EventReason.LAUNCH_FAILED, EventReason.CHECKPOINT_FAILED, EventReason.STRATEGY_ERROR,
+    EventReason.CANCEL_FAILED, EventReason.FINAL_TRAINING_STARTED, EventReason.SEARCH_SUCCEEDED,
+    EventReason.SEARCH_FAILED,
+})
 """Events worth a line of their own (the rest only move the bar)."""
 
 
@@ -77,7 +79,7 @@ class ProgressView:
 
     def __call__(self, event: LoopEvent) -> None:
         final = self.stage(event.trial) == "final"
-        if event.reason == "TrialEpoch" and (self.enas or final):
+        if event.reason == EventReason.TRIAL_EPOCH and (self.enas or final):
             epoch = event.data.get("epoch")
             if isinstance(epoch, int):
                 if not final:
@@ -114,7 +116,7 @@ class ProgressView:
     def _line(self, event: LoopEvent) -> str:
         prefix = "!" if event.type == "Warning" else " "
         stage = self.stage(event.trial)
-        if event.reason == "TrialSucceeded" and stage is not None:
+        if event.reason == EventReason.TRIAL_SUCCEEDED and stage is not None:
             scores = _metrics(event.data, ("val_accuracy", "val_perplexity"))
             label = ("retrained alone" if stage == "final"
                      else SCORE_LABEL[scored_by(self.loop.spec.strategy.type)])
@@ -122,7 +124,7 @@ class ProgressView:
             if stage == "search" and not self.enas:
                 return f"{prefix} [{self.done_count()}/{self.total}] {line}"
             return f"{prefix} {line}"
-        if event.reason == "TrialFailed" and not self.enas:
+        if event.reason == EventReason.TRIAL_FAILED and not self.enas:
             return f"{prefix} [{self.done_count()}/{self.total}] {event.message}"
         return f"{prefix} {event.message}"
 

@@ -14,12 +14,12 @@ from typing import Any
 from nas_operator.ledger import Trial
 from nas_operator.local.genotype_graph import UnknownGenotype, genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
-from nas_operator.loop import LoopEvent, SearchLoop, rfc3339
+from nas_operator.loop import TRIAL_ENDINGS, EventReason, LoopEvent, SearchLoop, rfc3339
 from nas_operator.retrained import retrained_entries, scored_by
 
 log = logging.getLogger(__name__)
 
-ROW_EVENTS = frozenset({"TrialSucceeded", "TrialFailed", "TrialCancelled"})
+ROW_EVENTS = TRIAL_ENDINGS
 
 
 class TrialRecorder:
@@ -34,9 +34,9 @@ class TrialRecorder:
             row = self.row(event.trial)
             if row is not None:
                 self.folder.record(row)
-            if event.reason == "TrialSucceeded" and row is not None and row.stage == "final":
+            if event.reason == EventReason.TRIAL_SUCCEEDED and row is not None and row.stage == "final":
                 self.write_best()  # best.json carries the retrained score beside the search's
-        elif event.reason == "NewBest":
+        elif event.reason == EventReason.NEW_BEST:
             self.write_best()
 
     def row(self, name: str) -> TrialRow | None:

@@ -23,7 +23,7 @@ class Pending:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class Ledger:
+class ProposalBook:
     """Outstanding proposals, counts and the best reward seen so far."""
 
     def __init__(self) -> None:
@@ -79,7 +79,8 @@ class Ledger:
     def state_dict(self) -> dict[str, Any]:
         return {
             "next_id": self.next_id,
-            "pending": [[pid, list(r.tokens), copy.deepcopy(r.extras)] for pid, r in self.pending.items()],
+            "pending": [[pid, list(r.tokens), copy.deepcopy(r.extras) if r.extras else {}]
+                        for pid, r in self.pending.items()],
             "told": self.told,
             "failed": self.failed,
             "best_reward": self.best_reward,
