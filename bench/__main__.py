@@ -18,6 +18,7 @@ verbatim from the run that made it (the header says which, and from when).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import subprocess
@@ -241,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out
     elif args.update:
         out = BENCH_DIR / "RESULTS.md"
-        earlier = read_earlier(out.read_text()) if out.exists() else None
     elif args.quick:
         out = BENCH_DIR / "out" / "RESULTS-quick.md"
     elif args.only:
@@ -260,10 +260,17 @@ def main(argv: list[str] | None = None) -> int:
             print(outcome.stderr.rstrip()[-3000:], file=sys.stderr)
         print(f"-- {_status(outcome)} in {outcome.seconds:.0f} s\n", flush=True)
         outcomes.append(outcome)
-    report = render(outcomes, args.quick, started, time.perf_counter() - clock,
-                    load_note(load_before, os.getloadavg()), args.note, earlier)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
+    (BENCH_DIR / "out").mkdir(exist_ok=True)
+    with open(BENCH_DIR / "out" / "results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # --update reads the report at the end, under a lock, so
+        if args.update and out.exists():  # two updates of different sections both survive
+            earlier = read_earlier(out.read_text())
+        report = render(outcomes, args.quick, started, time.perf_counter() - clock,
+                        load_note(load_before, os.getloadavg()), args.note, earlier)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(report)
+        os.replace(tmp, out)
     print(f"wrote {out}")
     return 0 if all(o.returncode == 0 for o in outcomes) else 1
 

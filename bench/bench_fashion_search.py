@@ -20,7 +20,7 @@ expectation of random search from the table: with replacement (what kubenas'
 architectures), by order statistics. The running-best plot goes beside
 ``bench/RESULTS.md`` (``bench/fashion_search.png``).
 
-    python -m bench.bench_fashion_search [--quick] [--seeds 50] [--budget 100] [--strategies a,b]
+    python -m bench.bench_fashion_search [--quick] [--seeds 50] [--budget 100] [--strategy NAME ...]
 """
 
 from __future__ import annotations
@@ -220,17 +220,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 seeds, 20 trials (seconds)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--budget", type=int, default=None)
-    parser.add_argument("--strategies", default=None,
-                        help=f"comma-separated, from {sorted([*VARIANTS, 'optuna-tpe'])} (default: all; "
+    parser.add_argument("--strategy", action="append", default=None, metavar="NAME",
+                        help=f"repeat for each, from {sorted([*VARIANTS, 'optuna-tpe'])} (default: all; "
                              "--quick: one row per strategy)")
     parser.add_argument("--table", type=Path, default=TABLE_PATH)
     parser.add_argument("--out", type=Path, default=None, help="folder for the plot and raw JSON")
     args = parser.parse_args(argv)
-    chosen = args.strategies or ",".join(QUICK_STRATEGIES if args.quick else STRATEGIES)
-    names = [s.strip() for s in chosen.split(",") if s.strip()]
+    names = args.strategy or list(QUICK_STRATEGIES if args.quick else STRATEGIES)
     unknown = [s for s in names if s not in VARIANTS and s != "optuna-tpe"]
     if unknown or "random" not in names:
-        raise SystemExit(f"--strategies: unknown {unknown} or no 'random' (the baseline); choose from "
+        raise SystemExit(f"--strategy: unknown {unknown} or no 'random' (the baseline); choose from "
                          f"{sorted([*VARIANTS, 'optuna-tpe'])}")
     torch.set_num_threads(1)  # tiny controller steps: more threads only add contention
     seeds = args.seeds or (3 if args.quick else 50)

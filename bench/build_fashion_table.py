@@ -3,9 +3,9 @@
 Jobs run in a shuffled order (seed 0), the seed reruns first, so a build that
 is stopped early leaves a uniform random sample of the space and a noise
 estimate. Each finished training is appended to
-``bench/out/fashion_zoph2.partial.jsonl`` at once; a rerun skips what is
+``bench/out/fashion_zoph2x16.partial.jsonl`` at once; a rerun skips what is
 there (a torn last line is retrained). When every job is done the rows are
-written, sorted, to ``bench/data/fashion_zoph2.jsonl.gz`` (the shipped
+written, sorted, to ``bench/data/fashion_zoph2x16.jsonl.gz`` (the shipped
 table) and the partial file is removed.
 
 Each worker process reads the data set once and keeps it (as a long-running
