@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube_emulator import NASSEARCHES, SERVICES, KubeTestBed
+from test_operator_support import (
+    FakeCluster,
+    OperatorBed,
+    crd_test_bed,
+    document_of,
+    search_manifest,
+)
+
 from controller_policy.contract import DartsSpec, EnasSpec, TrialDocument
-from nas_operator.api import TrialSpec
+from nas_operator.api import TrialSpec, space_class
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.jobs import INDEX_ANNOTATION, build_job, build_rendezvous_service
 from nas_operator.kube.observe import read_pod
@@ -73,3 +82,53 @@ def test_only_pod_0_ends_the_attempt_with_success_and_any_worker_fails_it() -> N
     assert (read_pod(pod("0", 0)).kind, read_pod(pod("0", 0)).exit_code) == ("exited", 0)
     failed = read_pod(pod("1", 1))
     assert (failed.kind, failed.exit_code) == ("exited", 1)
+
+
+kube = crd_test_bed()
+
+
+async def test_on_the_emulator_a_failed_worker_fails_the_attempt_and_the_retry_finishes(
+        kube: KubeTestBed) -> None:
+    space = space_class("enas-micro")({"nodes": 2})  # type: ignore[misc]
+    derived = [0, 4, 1, 4, 2, 0, 1, 1] * 2
+    seen: list[dict[str, Any]] = []
+
+    async def workers(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        doc = document_of(job)
+        await cluster.run(job)
+        if doc["mode"] == "train":  # the derived cell retrained
+            await cluster.succeed(job, accuracy=0.9)
+            return
+        name = job["metadata"]["name"]
+        seen.append({"job": job, "service": await kube.read(SERVICES, name)})
+        if doc["attempt"] == 0:  # rank 1's node goes away: the Job fails
+            await cluster.terminate(job, 1, "a DARTS worker was lost: Connection closed by peer")
+            return
+        final = {"kind": "final", "trial": doc["trial"], "attempt": doc["attempt"],
+                 "metrics": {"val_accuracy": 0.5}, "epochs": [{"val_accuracy": 0.5}],
+                 "architecture": space.architecture(derived).model_dump()}
+        assert (await cluster.post(job, final))[0] == 200
+        await cluster.terminate(job, 0)
+
+    bed = OperatorBed(kube)
+    manifest = search_manifest(
+        "dd", searchSpace={"type": "enas-micro", "options": {"nodes": 2}},
+        strategy={"type": "darts", "config": {"workers": 2}, "seed": 1},
+        budget={"maxTrials": 1, "parallelism": 1},
+        trial={"training": {"epochs": 1}, "retries": 1},
+        finalTraining={"topK": 1, "training": {"epochs": 1}})
+    async with FakeCluster(kube, workers), bed.running():
+        await kube.client.create(NASSEARCHES, manifest)
+        done = await bed.wait_phase("dd", "Succeeded", "Failed")
+
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["retried"] == 1 and status["best"]["tokens"] == derived
+    assert [s["job"]["metadata"]["name"] for s in seen] == ["dd-t0000-a0", "dd-t0000-a1"]
+    for attempt in seen:
+        job, service = attempt["job"], attempt["service"]
+        assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+        assert env_of(job)["MASTER_ADDR"].startswith(job["metadata"]["name"] + "-0.")
+        assert service is not None and service["spec"]["clusterIP"] == "None"
+    [trial] = [t for t in await bed.trials("dd") if t["spec"]["stage"] == "search"]
+    assert trial["status"]["attempt"] == 1

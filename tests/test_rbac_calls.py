@@ -47,6 +47,7 @@ JUSTIFIED_UNUSED: dict[tuple[str, str, str], str] = {
     ("", "pods", "list"):
         "by the operator only when a Job ends before its pod's last state was seen",
     ("batch", "jobs", "get"): "adoption after a restart and a create that answers 409",
+    ("", "services", "create"): "several-worker weight-sharing trials only (tests/test_darts_cluster.py)",
     ("kubenas.dev", "nassearches", "create"):
         "UNUSED: the operator never creates a NASSearch (reported for removal)",
     ("kubenas.dev", "nassearches", "delete"):

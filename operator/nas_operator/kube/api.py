@@ -66,6 +66,7 @@ JOBS = Resource("batch", "v1", "jobs")
 PODS = Resource("", "v1", "pods")
 CONFIGMAPS = Resource("", "v1", "configmaps")
 SECRETS = Resource("", "v1", "secrets")
+SERVICES = Resource("", "v1", "services")
 EVENTS = Resource("", "v1", "events")
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nas_operator.api import NASTrialSpec
-from nas_operator.kube.api import JOBS, NASTRIALS, ApiError, KubeApi
+from nas_operator.kube.api import JOBS, NASTRIALS, SERVICES, ApiError, KubeApi
 from nas_operator.kube.config import OperatorConfig
-from nas_operator.kube.jobs import build_job
+from nas_operator.kube.jobs import build_job, build_rendezvous_service, workers_of
 from nas_operator.kube.labels import (
     API_VERSION,
     LABEL_ATTEMPT,
@@ -72,6 +72,12 @@ class KubeLauncher(Launcher):
                                         self.tokens.add(request.trial, request.token))
         assert request.pod is not None, "a pod launcher needs the request's spec.trial"
         job = build_job(request, request.pod, self.config, owner=trial, output=request.model_output)
+        if workers_of(request.document) > 1:  # the pods of an Indexed Job find pod 0 through it
+            try:
+                await self.api.create(SERVICES, self.namespace, build_rendezvous_service(request, trial))
+            except ApiError as exc:
+                if not exc.conflict:
+                    raise
         self.tracker.track(self.namespace, request.job_name, self, request.trial, request.attempt)
         try:
             await self.api.create(JOBS, self.namespace, job)

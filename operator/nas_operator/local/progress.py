@@ -42,7 +42,7 @@ class ProgressView:
         self.loop = loop
         self.console = console
         self.quiet = quiet or not console.is_terminal
-        self.enas = loop.spec.strategy.type == "enas"
+        self.enas = scored_by(loop.spec.strategy.type) == "supernet"  # enas, darts: one trial
         self.epochs_done = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
