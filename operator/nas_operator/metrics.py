@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,13 +30,8 @@ from prometheus_client import (
 )
 
 try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        VERSION = version("kubenas")
-    except PackageNotFoundError:
-        VERSION = "0.0.0+unknown"
-except ImportError:  # pragma: no cover
+    VERSION = version("kubenas")
+except PackageNotFoundError:
     VERSION = "0.0.0+unknown"
 
 TRIAL_OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
