@@ -13,7 +13,8 @@ learning rate and at the ENAS code's 3.5e-3, evolution, TPE). Reported per
 strategy and budget: mean ± standard error over seeds of the best
 validation accuracy found, and a Wilcoxon signed-rank test against random
 search paired by seed index (two-sided). A difference is called one only when
-p < 0.05; the verdict also says when the gap is smaller than one training's
+its p-value, Holm-adjusted over the strategies compared at that budget, is
+below 0.05; the verdict also says when the gap is smaller than one training's
 seed noise (a retraining of the pick could reverse it). Beside them the exact
 expectation of random search from the table: with replacement (what kubenas'
 ``random`` does, drawing every token uniformly) and without (distinct
@@ -82,9 +83,12 @@ def mean_se(values: list[float]) -> str:
 class Verdict:
     diff: float
     p: float
+    """Raw two-sided p-value of this strategy's paired test against random."""
+    p_holm: float = 1.0
+    """Holm-adjusted over the strategies compared at the same budget: the verdict's."""
 
     def text(self, seed_std: float) -> str:
-        if self.p >= ALPHA:
+        if self.p_holm >= ALPHA:
             return "no difference"
         word = "better" if self.diff > 0 else "worse"
         return word + (" (gap < seed noise)" if abs(self.diff) < seed_std else "")
@@ -98,7 +102,18 @@ def compare(runs: dict[str, list[Run]], n: int) -> dict[str, Verdict]:
             continue
         mine = [r.running_best()[n - 1] for r in group]
         out[name] = Verdict(statistics.mean(mine) - statistics.mean(base), wilcoxon_p(mine, base))
-    return out
+    return {name: Verdict(v.diff, v.p, holm(out)[name]) for name, v in out.items()}
+
+
+def holm(verdicts: dict[str, Verdict]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values: the k-th smallest of m is scaled by m - k + 1, kept
+    monotone, capped at 1."""
+    order = sorted(verdicts, key=lambda name: verdicts[name].p)
+    adjusted, running = {}, 0.0
+    for k, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * verdicts[name].p))
+        adjusted[name] = running
+    return adjusted
 
 
 def table_summary(table: FashionTable, noise: Noise) -> str:
@@ -168,12 +183,14 @@ def report(runs: dict[str, list[Run]], table: FashionTable, noise: Noise, checkp
                      *(f"{expected_best_distinct(accs, n):.4f}" for n in checkpoints), "", "", ""])
     headers = ["strategy", *(f"best val acc @{n}" for n in checkpoints), f"median rank of pick @{budget}",
                "distinct archs", "strategy s/search"]
-    tests = [[name, *(f"{v[name].diff:+.4f}, p={v[name].p:.2g}: {v[name].text(noise.seed_std)}"
+    tests = [[name, *(f"{v[name].diff:+.4f}, p={v[name].p:.2g} (Holm {v[name].p_holm:.2g}): "
+                      f"{v[name].text(noise.seed_std)}"
                       for v in verdicts.values())] for name in runs if name != "random"]
     return "\n".join([
         format_table(headers, rows), "",
         f"Against random search (mean difference of best val acc, two-sided Wilcoxon signed-rank p, "
-        f"paired by seed; a difference needs p < {ALPHA}; one training's seed noise is "
+        f"paired by seed; a difference needs the Holm-adjusted p over the {len(runs) - 1} strategies "
+        f"< {ALPHA}; one training's seed noise is "
         f"{noise.seed_std:.4f}):", "",
         format_table(["strategy", *(f"@{n}" for n in checkpoints)], tests),
     ])

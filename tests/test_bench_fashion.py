@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_fashion_search import Verdict, expected_best_distinct, wilcoxon_p
+from bench.bench_fashion_search import Verdict, expected_best_distinct, holm, wilcoxon_p
 from bench.bench_search_quality import expected_random_best
 from bench.fashion_table import (
     DATA_ENV,
@@ -62,9 +62,15 @@ def test_paired_test_and_verdict() -> None:
     worse = [b - 0.02 - 0.001 * i for i, b in enumerate(better)]
     p = wilcoxon_p(better, worse)
     assert p < 1e-4
-    assert Verdict(0.02, p).text(seed_std=0.01) == "better"
-    assert Verdict(-0.005, p).text(seed_std=0.01) == "worse (gap < seed noise)"
-    assert Verdict(0.03, 0.2).text(seed_std=0.01) == "no difference"
+    assert Verdict(0.02, p, p).text(seed_std=0.01) == "better"
+    assert Verdict(-0.005, p, p).text(seed_std=0.01) == "worse (gap < seed noise)"
+    assert Verdict(0.03, 0.01, 0.2).text(seed_std=0.01) == "no difference"  # the adjusted p decides
+
+
+def test_holm_adjustment() -> None:
+    verdicts = {"a": Verdict(0.01, 0.01), "b": Verdict(0.01, 0.04), "c": Verdict(0.01, 0.03), "d": Verdict(0, 0.5)}
+    # sorted 0.01, 0.03, 0.04, 0.5 -> x4, x3, x2, x1, kept monotone
+    assert holm(verdicts) == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
 
 
 def test_shipped_table_is_complete_and_tells_architectures_apart() -> None:
