@@ -42,7 +42,7 @@ from test_crds import CRDS, errors_of
 from nas_operator.kube.api import KubeApi
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.handlers import build_registry
-from nas_operator.kube.runtime import OperatorRuntime, operator_settings
+from nas_operator.kube.operator_state import OperatorRuntime, operator_settings
 from nas_operator.status_api import StatusServer, create_app
 
 T = TypeVar("T")

@@ -28,7 +28,7 @@ from nas_operator.kube.api import NASTRIALS, ApiError
 from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
 from nas_operator.kube.labels import LABEL_SEARCH
 from nas_operator.kube.launcher import KubeLauncher
-from nas_operator.kube.runtime import OperatorRuntime
+from nas_operator.kube.operator_state import OperatorRuntime
 from nas_operator.kube.status import StatusWriter, condition, search_ref, write_search_status
 from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.ledger import FinishedTrial

@@ -25,7 +25,7 @@ from nas_operator.kube.labels import (
     SEARCH_PLURAL,
     VERSION,
 )
-from nas_operator.kube.runtime import OperatorRuntime
+from nas_operator.kube.operator_state import OperatorRuntime
 
 DAEMON_STOP_GRACE = 20.0
 """Seconds a stopping search may take to write its last checkpoint and statuses."""
