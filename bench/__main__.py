@@ -101,14 +101,17 @@ class Earlier:
 def read_earlier(text: str) -> Earlier:
     """Split a report written by ``render`` into its per-module sections (keyed by the module's
     command line, which survives a change of title) and the rows of its Runs table."""
-    rows = {m.group(1): (m.group(2).strip(), m.group(3).strip())
+    rows = {m.group(1): (re.sub(r"^(kept: )+", "", m.group(2).strip()), m.group(3).strip())
             for m in re.finditer(r"^\| bench\.(\w+)\s*\|[^|\n]*\|([^|\n]*)\|([^|\n]*)\|$", text, re.M)}
     found_date = re.search(r"^- date: (.+)$", text, re.M)
     found_commit = re.search(r"^\| commit\s*\|\s*(\S+)", text, re.M)
     date = found_date.group(1) if found_date else "?"
     commit = found_commit.group(1) if found_commit else "?"
     sections: dict[str, Kept] = {}
-    for block in re.split(r"\n(?=### |## )", text):
+    # a section starts at a ### heading whose next line is a module's command line (a module's own
+    # output may hold ### headings too) and ends at the next section or top-level heading
+    starts = r"\n(?=### [^\n]*\n\n`python -m bench\.|## )"
+    for block in re.split(starts, text):
         found = re.search(r"^`python -m bench\.(\w+)`.*s wall(?: \(from the run of .*\))?\.$", block, re.M)
         if block.startswith("### ") and found:
             status, wall = rows.get(found.group(1), ("?", "?"))
