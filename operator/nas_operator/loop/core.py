@@ -259,7 +259,20 @@ class SearchLoop(Worker):
 
     # ================================================================ reports and observations
     def handle_report(self, trial: str, report: Report) -> ReportResult:
-        """Apply one trainer report (idempotent); never raises on bad input."""
+        """Apply one trainer report (idempotent); never raises, whatever the report holds.
+
+        An unexpected error while applying it ends the attempt with that error as its reason
+        (a failed attempt, retried as usual) instead of leaving the trial active forever.
+        """
+        try:
+            return self._apply_report(trial, report)
+        except Exception as exc:
+            reason = self._end_after_error(trial, report.attempt, "handling its report", exc,
+                                           stop=True)
+            return ReportResult(ReportOutcome.BAD_REQUEST, f"trial {trial}: report not "
+                                f"counted: {reason}")
+
+    def _apply_report(self, trial: str, report: Report) -> ReportResult:
         rec = admit(self.ledger, f"{self.namespace}/{self.name}", trial, report,
                            serving=not self._stopped)
         if isinstance(rec, ReportResult):
@@ -301,6 +314,30 @@ class SearchLoop(Worker):
         self._succeed(rec, reward, report.metrics or (epochs[-1] if epochs else {}), epochs, digest)
         return ReportResult(ReportOutcome.ACCEPTED, f"trial {rec.name} succeeded, reward {reward:.6g}")
 
+    def _end_after_error(self, trial: str, attempt: int, what: str, exc: Exception,
+                         stop: bool = False) -> str:
+        """An unexpected error while ``what`` for one attempt: log it, end that attempt with
+        the error as its reason (if it is still current), stop its process if ``stop`` (it
+        may still run after a report); returns the reason."""
+        log.exception("search %s/%s: trial %s attempt %d: error while %s", self.namespace,
+                      self.name, trial, attempt, what)
+        reason = f"internal error while {what}: {type(exc).__name__}: {str(exc)[:200]}"
+        rec = self._current(trial, attempt)
+        if rec is None:
+            return reason
+        try:
+            self._attempt_failed(rec, reason)
+        except Exception:  # the failure path itself broke: still take the attempt off the books
+            log.exception("search %s/%s: trial %s: could not fail attempt %d cleanly",
+                          self.namespace, self.name, trial, attempt)
+            if self._current(trial, attempt) is not None:
+                self.ledger.fail_attempt(rec, reason, self.spec.trial.retries)
+                self._changed()
+        if stop:
+            with contextlib.suppress(RuntimeError):  # no running event loop: nothing to stop
+                self.events.spawn(self._cancel_quietly(trial, attempt))
+        return reason
+
     def on_trial_started(self, trial: str, attempt: int) -> bool:
         """The attempt's pod/process started (stale or unknown: ignored, returns False)."""
         rec = None if self._stopped else self._current(trial, attempt)
@@ -314,7 +351,17 @@ class SearchLoop(Worker):
         self, trial: str, attempt: int, exit_code: int | None, termination_message: str | None
     ) -> ReportResult | None:
         """The attempt's process ended. Without a final HTTP report, its termination message
-        (a ``Report`` as JSON) stands in; otherwise the attempt failed. Stale: ignored (None)."""
+        (a ``Report`` as JSON) stands in; otherwise the attempt failed. Stale: ignored (None).
+        Never raises: an unexpected error ends the attempt with that error as its reason."""
+        try:
+            return self._apply_exit(trial, attempt, exit_code, termination_message)
+        except Exception as exc:
+            reason = self._end_after_error(trial, attempt, "handling its exit", exc)
+            return ReportResult(ReportOutcome.BAD_REQUEST, reason)
+
+    def _apply_exit(
+        self, trial: str, attempt: int, exit_code: int | None, termination_message: str | None
+    ) -> ReportResult | None:
         rec = None if self._stopped else self._current(trial, attempt)
         if rec is None:
             return None
@@ -322,7 +369,7 @@ class SearchLoop(Worker):
         if termination_message:
             try:
                 report = Report.model_validate_json(termination_message)
-            except ValidationError:
+            except (ValidationError, ValueError, RecursionError):  # unreadable: no report
                 report = None
             if report is not None and report.kind != "epoch":
                 result = self.handle_report(trial, report)
