@@ -108,3 +108,99 @@ async def test_the_report_that_raised_is_answered_not_raised(
         await wait_until(lambda: ("s-t0000", 0) in h.launcher.cancelled)
     finally:
         await h.close()
+
+
+# ---------------------------------------------------------------- non-finite rewards, controllers
+BAD_REWARDS = [float("nan"), float("inf"), -float("inf"), 1e39, -1e20]
+
+
+@pytest.mark.parametrize("kind", ["reinforce", "ppo", "random", "evolution"])
+@pytest.mark.parametrize("reward", BAD_REWARDS)
+def test_a_strategy_refuses_a_reward_it_cannot_learn_from(kind: str, reward: float) -> None:
+    from controller_policy.strategies import make_strategy
+    from controller_policy.strategies.base import StrategyError
+    from nas_operator.api import space_class
+
+    space = space_class("enas-macro")({"layers": 4})  # type: ignore[misc]
+    strategy = make_strategy(kind, space, {"seed": 3})
+    pid = strategy.ask().id
+    before = strategy.to_bytes()
+    with pytest.raises(StrategyError, match="reward"):
+        strategy.tell(pid, reward)
+    assert strategy.pending == [pid] and strategy.to_bytes() == before
+    strategy.tell(pid, 0.5)  # still usable: the same proposal takes a sane reward
+    assert strategy.pending == []
+
+
+class Unguarded:
+    """A strategy whose reward check is missing (a plugin, or a bug): a real REINFORCE
+    controller that learns from whatever it is told."""
+
+    @staticmethod
+    def make(search: Any, space: Any) -> Any:
+        from controller_policy.strategies import make_strategy
+
+        strategy = make_strategy("reinforce", space, {"seed": 1, "batchSize": 1})
+        strategy.check_reward = float  # type: ignore[method-assign]
+        return strategy
+
+
+async def test_a_controller_gone_non_finite_fails_the_search_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reward 1e39 (float32 overflows) reaches an unguarded controller: its loss becomes
+    non-finite; the search ends Failed (ControllerDiverged), never Succeeded."""
+    import test_loop_support
+
+    monkeypatch.setattr(test_loop_support, "counting_strategy", Unguarded.make)
+    real = core.compute_reward
+    calls = {"n": 0}
+
+    def reward(objective: Any, epochs: Any) -> float:
+        calls["n"] += 1
+        return 1e39 if calls["n"] == 1 else real(objective, epochs)
+
+    monkeypatch.setattr(core, "compute_reward", reward)
+    search = make_search(strategy={"type": "reinforce", "seed": 1},
+                         budget={"maxTrials": 8, "parallelism": 1})
+    h = Harness(search, lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.6}]))
+    try:
+        status = await h.run(timeout=15)
+    finally:
+        await h.close()
+    assert status.phase == "Failed" and status.reason == "ControllerDiverged", status.message
+    assert "non-finite" in status.message and "last_loss" in status.message
+    failed = status.conditions and [c for c in status.conditions if c.type == "Failed"]
+    assert failed and failed[0].status == "True" and failed[0].reason == "ControllerDiverged"
+    assert status.trials.total < 8  # it stopped proposing from the broken policy
+    assert any("non-finite" in e.message for e in h.reasons("StrategyError"))
+
+
+async def test_a_reward_a_strategy_refuses_is_learned_as_a_failure_and_the_search_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import test_loop_support
+    from controller_policy.strategies import make_strategy
+
+    monkeypatch.setattr(test_loop_support, "counting_strategy", lambda search, space: (
+        make_strategy("reinforce", space, search.spec.strategy_config())))
+    real = core.compute_reward
+    calls = {"n": 0}
+
+    def reward(objective: Any, epochs: Any) -> float:
+        calls["n"] += 1
+        return 1e39 if calls["n"] == 2 else real(objective, epochs)
+
+    monkeypatch.setattr(core, "compute_reward", reward)
+    h = Harness(make_search(strategy={"type": "reinforce", "seed": 1, "batchSize": 1},
+                            budget={"maxTrials": 5, "parallelism": 1}),
+                lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.6}]))
+    try:
+        status = await h.run(timeout=15)
+    finally:
+        await h.close()
+    assert status.phase == "Succeeded", status.message
+    refused = h.reasons("StrategyError")
+    assert len(refused) == 1 and "1e+39" in refused[0].message
+    assert h.strategy is not None and h.strategy.pending == []
+    assert status.controller.entropy is not None and status.controller.updates >= 4

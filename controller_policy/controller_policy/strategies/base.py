@@ -29,6 +29,10 @@ from controller_policy.strategies.codec import StateCodecError, decode_state, en
 from controller_policy.strict import Strict
 
 
+MAX_ABS_REWARD = 1e18
+"""Largest reward magnitude a strategy learns from (squared gradients stay within float32)."""
+
+
 class StrategyError(ValueError):
     """Bad use of a strategy (unknown or already-told proposal, non-finite reward, bad config)."""
 
@@ -175,10 +179,14 @@ class Strategy(ABC):
 
     @staticmethod
     def check_reward(reward: float) -> float:
-        """Reject NaN/inf/non-numbers with a clear error before any state changes."""
+        """Reject NaN/inf/non-numbers and magnitudes a float32 controller cannot learn from
+        (they overflow its loss to inf, then NaN) with a clear error before any state changes."""
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real):
             raise StrategyError(f"reward must be a finite number, got {reward!r}")
         reward = float(reward)
         if not math.isfinite(reward):
             raise StrategyError(f"reward must be finite, got {reward!r}")
-        return float(reward)
+        if abs(reward) > MAX_ABS_REWARD:
+            raise StrategyError(f"reward {reward:.6g} is beyond +-{MAX_ABS_REWARD:g}: controllers "
+                                "learn in float32, whose loss would overflow")
+        return reward

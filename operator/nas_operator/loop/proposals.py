@@ -10,6 +10,7 @@ ask or tell here. The loop talks to either through ``ProposalSource`` only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -66,8 +67,10 @@ class ProposalSource(ABC):
         """The trainer's DARTS block for search trials (None: plain training)."""
         return None
 
-    def summary(self, controller: ControllerSummary) -> None:  # noqa: B027 - optional hook
-        """Copy the learner's state, in brief, into the status summary."""
+    def summary(self, controller: ControllerSummary) -> str | None:
+        """Copy the learner's state, in brief, into the status summary; what makes the learner
+        unusable (a non-finite loss, entropy or baseline), None if nothing."""
+        return None
 
     def to_bytes(self) -> bytes:
         return b""
@@ -98,12 +101,16 @@ class StrategyProposals(ProposalSource):
                 else:
                     self.strategy.tell_failure(rec.proposal_id)  # type: ignore[arg-type]
             except StrategyError as exc:
-                errors.append(f"strategy refused the result of {rec.name}: {exc}")
+                errors.append(f"strategy refused the result of {rec.name}: {exc}; learned "
+                              "from as a failed trial")
+                with contextlib.suppress(StrategyError):  # close it: never left pending
+                    self.strategy.tell_failure(rec.proposal_id)  # type: ignore[arg-type]
         self.version += 1
         return errors
 
-    def summary(self, controller: ControllerSummary) -> None:
+    def summary(self, controller: ControllerSummary) -> str | None:
         summary = self.strategy.summary()
+        bad = {k: v for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)}
 
         def num(key: str) -> float | None:
             v = summary.get(key)
@@ -113,6 +120,11 @@ class StrategyProposals(ProposalSource):
         controller.updates = int(updates) if isinstance(updates, int) else controller.updates
         controller.baseline = num("baseline")
         controller.entropy = num("last_mean_entropy")
+        if not bad:
+            return None
+        return (f"the {self.strategy.type_name} controller went non-finite after "
+                f"{controller.updates} updates (" + ", ".join(f"{k} {v}" for k, v in bad.items())
+                + "): it would propose from a broken policy; check the rewards it was told")
 
     def to_bytes(self) -> bytes:
         return self.strategy.to_bytes()

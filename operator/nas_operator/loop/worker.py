@@ -117,18 +117,21 @@ class Worker:
                 items.append(rec)
         if not items:
             return
-        errors = await self._in_thread(self._learn_batch, items)
+        errors, broken = await self._in_thread(self._learn_batch, items)
         for rec in items:
             rec.told = True
             self.ledger.compact(rec)
         for msg in errors:
             self._emit(R.STRATEGY_ERROR, msg, type="Warning")
+        if broken is not None:
+            self._emit(R.STRATEGY_ERROR, broken, type="Warning")
+            if self._stopping is None or self._stopping[0] != "Failed":  # never "Succeeded"
+                self._stopping = ("Failed", "ControllerDiverged", broken)
         self._dirty = True
 
-    def _learn_batch(self, items: list[Trial]) -> list[str]:
+    def _learn_batch(self, items: list[Trial]) -> tuple[list[str], str | None]:
         errors = self.source.learn(items)
-        self.source.summary(self.state.controller)
-        return errors
+        return errors, self.source.summary(self.state.controller)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         started = time.perf_counter()
@@ -251,9 +254,9 @@ class Worker:
 
     async def _finish(self) -> None:
         assert self._stopping is not None
+        await self._cancel_everything(*self._stopping[1:])
+        await self._learn()  # may find the controller broken: then the search failed
         phase, reason, message = self._stopping
-        await self._cancel_everything(reason, message)
-        await self._learn()
         self.state.completion_time = time.time()
         self.state.clock.pause()
         self.timers.cancel_all()
