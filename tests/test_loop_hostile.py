@@ -132,6 +132,17 @@ def test_a_strategy_refuses_a_reward_it_cannot_learn_from(kind: str, reward: flo
     assert strategy.pending == []
 
 
+def _huge_reward_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """The ``call``-th reward the loop computes is 1e39 (a reward path that let it through)."""
+    real, calls = core.compute_reward, [0]
+
+    def reward(objective: Any, epochs: Any) -> float:
+        calls[0] += 1
+        return 1e39 if calls[0] == call else real(objective, epochs)
+
+    monkeypatch.setattr(core, "compute_reward", reward)
+
+
 class Unguarded:
     """A strategy whose reward check is missing (a plugin, or a bug): a real REINFORCE
     controller that learns from whatever it is told."""
@@ -153,14 +164,7 @@ async def test_a_controller_gone_non_finite_fails_the_search_loudly(
     import test_loop_support
 
     monkeypatch.setattr(test_loop_support, "counting_strategy", Unguarded.make)
-    real = core.compute_reward
-    calls = {"n": 0}
-
-    def reward(objective: Any, epochs: Any) -> float:
-        calls["n"] += 1
-        return 1e39 if calls["n"] == 1 else real(objective, epochs)
-
-    monkeypatch.setattr(core, "compute_reward", reward)
+    _huge_reward_at(monkeypatch, 1)
     search = make_search(strategy={"type": "reinforce", "seed": 1},
                          budget={"maxTrials": 8, "parallelism": 1})
     h = Harness(search, lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.6}]))
@@ -184,14 +188,7 @@ async def test_a_reward_a_strategy_refuses_is_learned_as_a_failure_and_the_searc
 
     monkeypatch.setattr(test_loop_support, "counting_strategy", lambda search, space: (
         make_strategy("reinforce", space, search.spec.strategy_config())))
-    real = core.compute_reward
-    calls = {"n": 0}
-
-    def reward(objective: Any, epochs: Any) -> float:
-        calls["n"] += 1
-        return 1e39 if calls["n"] == 2 else real(objective, epochs)
-
-    monkeypatch.setattr(core, "compute_reward", reward)
+    _huge_reward_at(monkeypatch, 2)
     h = Harness(make_search(strategy={"type": "reinforce", "seed": 1, "batchSize": 1},
                             budget={"maxTrials": 5, "parallelism": 1}),
                 lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.6}]))
