@@ -153,7 +153,7 @@ def test_cel_rules_name_fields_that_exist(name: str) -> None:
             for dotted in re.findall(r"self((?:\.[A-Za-z]+)+)", rule["rule"]):
                 target: Any = node
                 for part in dotted.strip(".").split("."):
-                    if part in ("startsWith", "size") or target == {"type": "object"}:
+                    if part in ("startsWith", "size", "all") or target == {"type": "object"}:
                         break  # a CEL function, or metadata (always there)
                     assert part in (target.get("properties") or {}), (
                         f"{path}: rule {rule['rule']!r} reads {dotted}")

@@ -58,7 +58,7 @@ OPS: tuple[str, ...] = (
 class EnasMacroOptions(SpaceOptions):
     """Options of the ENAS macro space."""
 
-    layers: int = Field(default=12, ge=1, description="Layers L (12 in search, 24 final).")
+    layers: int = Field(default=12, ge=1, le=100, description="Layers L (12 in search, 24 final).")
 
 
 @register

@@ -31,7 +31,7 @@ ENAS_MICRO_OPERATIONS: tuple[str, ...] = (
 class EnasMicroOptions(SpaceOptions):
     """``searchSpace`` options of ``enas-micro``."""
 
-    nodes: int = Field(default=5, ge=1, description="Computed nodes per cell (paper: B - 2 = 5).")
+    nodes: int = Field(default=5, ge=1, le=32, description="Computed nodes per cell (paper: B - 2 = 5).")
 
 
 @register

@@ -49,7 +49,7 @@ ENAS_LM_FIXTURE: tuple[int, ...] = (0, 2, 1, 0, 2, 1, 2, 2, 4, 0, 5, 0, 3, 2, 6,
 class EnasRnnOptions(SpaceOptions):
     """``nodes``: N, the number of cell nodes; ``output``: how h_t is formed."""
 
-    nodes: int = Field(default=12, ge=2, description="N (paper: 12; enas_lm arc: 9 = 1 + 8).")
+    nodes: int = Field(default=12, ge=2, le=64, description="N (paper: 12; enas_lm arc: 9 = 1 + 8).")
     output: OutputMode = Field(
         default="loose-ends",
         description="'loose-ends' = mean of unused nodes (paper); "

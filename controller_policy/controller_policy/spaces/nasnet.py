@@ -309,7 +309,7 @@ def _check_name(name: Any, vocabulary: Sequence[str], where: str, what: str) -> 
 class NasnetOptions(SpaceOptions):
     """``searchSpace`` options of ``nasnet``."""
 
-    blocks: int = Field(default=5, ge=1, description="B: blocks per cell (paper: 5).")
+    blocks: int = Field(default=5, ge=1, le=32, description="B: blocks per cell (paper: 5).")
     operations: tuple[str, ...] | None = Field(
         default=None,
         description="Subset of the 13 operations; kept in paper order. Default: all 13.",

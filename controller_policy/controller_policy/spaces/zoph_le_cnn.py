@@ -42,6 +42,8 @@ from controller_policy.spaces.registry import register
 FILTER_SIZES: tuple[int, ...] = (1, 3, 5, 7)
 FILTERS: tuple[int, ...] = (24, 36, 48, 64)
 POOLING_FILTERS: tuple[int, ...] = (6, 12, 24, 36)
+MAX_FILTERS = 4096
+"""Most filters a predicted layer may choose (the paper's largest is 64)."""
 STRIDES: tuple[int, ...] = (1, 2, 3)
 DEFAULT_LAYERS = 6
 """The paper's depth schedule starts at 6 layers (+2 every 1,600 samples)."""
@@ -52,14 +54,14 @@ POOLING_LAYERS = 13
 class ZophLeCnnOptions(SpaceOptions):
     """Options of the Zoph & Le CNN space; ``layers`` defaults to 6, or 13 with ``pooling``."""
 
-    layers: int = Field(default=DEFAULT_LAYERS, ge=1, description="Predicted layers L.")
+    layers: int = Field(default=DEFAULT_LAYERS, ge=1, le=100, description="Predicted layers L.")
     predictStrides: bool = Field(default=False, description="Predict stride height/width {1,2,3}.")
     pooling: bool = Field(
         default=False,
         description="Max-pool variant: each predicted layer is a dense 3-conv block.",
     )
     filterChoices: tuple[int, ...] | None = Field(
-        default=None, description="Override of the filter-count values (default per variant)."
+        default=None, max_length=64, description="Override of the filter-count values (default per variant)."
     )
 
     @model_validator(mode="before")
@@ -75,8 +77,9 @@ class ZophLeCnnOptions(SpaceOptions):
     def _distinct_positive(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if v is None:
             return v
-        if not v or any(f < 1 for f in v) or len(set(v)) != len(v):
-            raise ValueError(f"filterChoices must be distinct positive integers, got {list(v)}")
+        if not v or any(not 1 <= f <= MAX_FILTERS for f in v) or len(set(v)) != len(v):
+            raise ValueError(f"filterChoices must be distinct integers in [1, {MAX_FILTERS}], "
+                             f"got {list(v)}")
         return v
 
     @model_validator(mode="after")

@@ -11,14 +11,14 @@ cross-field rules run (``validation``). Pure pydantic: no Kubernetes, no kopf.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller_policy.contract import EnasSpec, TrainingSpec
 from controller_policy.objective import Objective
 from controller_policy.spaces.base import Architecture
-from controller_policy.strict import Strict
+from controller_policy.strict import Strict, brief
 from nas_operator.api.constants import API_VERSION, MAX_SEARCH_NAME, TOP_K_LIMIT
 from nas_operator.api.defaults import (
     enas_spec,
@@ -30,14 +30,21 @@ from nas_operator.api.defaults import (
     validated_strategy_config,
 )
 from nas_operator.api.errors import SpecError, format_validation_error
+from nas_operator.api.names import DNS_LABEL, DnsLabel
 from nas_operator.api.registered import SpaceType, StrategyType
 from nas_operator.api.status import NASTrialStatus
 from nas_operator.api.trial import ModelOutput, TrialDataset, TrialSpec
 from nas_operator.api.validation import cross_checks, parse_duration
 
 TrialStage = Literal["search", "final"]
+MAX_TRIALS = 1_000_000
+"""Most trials (and failures, and rewards per update) a search may ask for."""
+MAX_PARALLEL = 10_000
+"""Most trials in flight at once: far beyond any cluster's Job throughput."""
+MAX_SEED = 2**32 - 1
+"""numpy's seeds are 32-bit; torch's are wider, so this bound fits both."""
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(DNS_LABEL)
 
 
 class SearchSpaceSpec(Strict):
@@ -77,10 +84,13 @@ class StrategySpec(Strict):
     batchSize: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_TRIALS,
         description="m: rewards per controller update (Zoph & Le CNN 8, NASNet 20). "
         "Default: the paper's value for this space and strategy.",
     )
-    seed: int = Field(default=0, ge=0, description="Seed of the strategy and of every trial.")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seed of the strategy and of every trial."
+    )
 
 
 class BudgetSpec(Strict):
@@ -89,19 +99,22 @@ class BudgetSpec(Strict):
     maxTrials: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_TRIALS,
         description="Architectures to train (retries do not count). Default 100; 1 for enas.",
     )
     parallelism: int | None = Field(
-        default=None, ge=1, description="Trials running at the same time. Default: 4 (at most "
+        default=None, ge=1, le=MAX_PARALLEL,
+        description="Trials running at the same time. Default: 4 (at most "
         "maxTrials)."
     )
     maxFailedTrials: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_TRIALS,
         description="The search fails when more trials than this fail for good. "
         "Default: a quarter of maxTrials, at least 3.",
     )
-    deadline: int | str | None = Field(
+    deadline: int | Annotated[str, Field(max_length=64)] | None = Field(
         default=None,
         description="Wall-clock limit of the search: seconds, or a duration like '2h30m' or '1d'.",
     )
@@ -229,7 +242,7 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str = Field(description="Search name: a DNS-1123 label of at most 40 characters.")
-    namespace: str = Field(default="default", description="Namespace of the search.")
+    namespace: DnsLabel = Field(default="default", description="Namespace of the search.")
     uid: str | None = Field(default=None, description="Set by the API server.")
     generation: int | None = Field(default=None, description="Set by the API server.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
@@ -240,7 +253,7 @@ class ObjectMeta(BaseModel):
     def _name(cls, value: str) -> str:
         if len(value) > MAX_SEARCH_NAME or not _DNS_LABEL.match(value):
             raise ValueError(
-                f"metadata.name: {value!r} must be lower-case letters, digits and '-', start and "
+                f"metadata.name: {brief(value)} must be lower-case letters, digits and '-', start and "
                 f"end with a letter or digit, at most {MAX_SEARCH_NAME} characters (trial and "
                 "Job names are built from it)"
             )

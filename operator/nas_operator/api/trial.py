@@ -8,12 +8,12 @@ without the search-level models (docs/design.md).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from controller_policy.contract import DatasetSpec, TrainingSpec
-from controller_policy.strict import Strict
+from controller_policy.strict import Strict, brief
 from nas_operator.api.constants import (
     BUNDLED_DATASETS,
     DEFAULT_TRAINER_IMAGE,
@@ -21,26 +21,39 @@ from nas_operator.api.constants import (
     POD_MODEL_DIR,
     POD_TMP_DIR,
 )
+from nas_operator.api.names import (
+    DNS_SUBDOMAIN,
+    DnsSubdomain,
+    ImageRef,
+    LabelKey,
+    LabelValue,
+    QueueName,
+)
+
+MAX_ATTEMPT_SECONDS = 30 * 24 * 3600
+"""Longest one attempt may be given (30 days): longer is a typo, not a training run."""
 
 
 class Toleration(Strict):
     """A Kubernetes toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with Exists = all taints.")
+    key: LabelKey | None = Field(
+        default=None, description="Taint key; empty with Exists = all taints."
+    )
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value (operator Equal).")
+    value: LabelValue | None = Field(default=None, description="Taint value (operator Equal).")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty = all."
     )
     tolerationSeconds: int | None = Field(
-        default=None, description="NoExecute: how long the pod stays bound after the taint."
+        default=None, ge=0, le=MAX_ATTEMPT_SECONDS, description="NoExecute: how long the pod stays bound after the taint."
     )
 
 
-Quantity = int | float | str
+Quantity = int | float | Annotated[str, Field(max_length=64)]
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$")
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN)
 
 
 class ClaimFolder(Strict):
@@ -62,7 +75,7 @@ class ClaimFolder(Strict):
     def _claim_name(cls, value: str) -> str:
         if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
             raise ValueError(
-                f"{value!r} is not a PersistentVolumeClaim name: lower-case letters, digits, "
+                f"{brief(value)} is not a PersistentVolumeClaim name: lower-case letters, digits, "
                 "'-' and '.', starting and ending with a letter or digit, at most 253 characters"
             )
         return value
@@ -72,7 +85,7 @@ class ClaimFolder(Strict):
     def _sub_path(cls, value: str | None) -> str | None:
         if value is not None and (not value or value.startswith("/") or ".." in value.split("/")):
             raise ValueError(
-                f"{value!r} must be a relative folder inside the claim without '..' "
+                f"{brief(value)} must be a relative folder inside the claim without '..' "
                 "(e.g. 'cifar10'); leave it out to mount the claim's root"
             )
         return value
@@ -195,7 +208,10 @@ class TrialDataset(DatasetSpec):
 class TrialSpec(Strict):
     """How each trial runs: image, data, training, and where on the cluster."""
 
-    image: str = Field(default=DEFAULT_TRAINER_IMAGE, description="Trainer container image.")
+    image: ImageRef = Field(
+        default=DEFAULT_TRAINER_IMAGE,
+        description="Trainer container image: [registry[:port]/]path[:tag][@sha256:digest].",
+    )
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", description="Container image pull policy."
     )
@@ -207,39 +223,45 @@ class TrialSpec(Strict):
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Child-training hyper-parameters."
     )
-    resources: dict[str, dict[str, Quantity]] = Field(
+    resources: dict[str, Annotated[dict[LabelKey, Quantity], Field(max_length=64)]] = Field(
         default_factory=dict,
         description="Container resources, e.g. {limits: {nvidia.com/gpu: 1}, requests: {cpu: 4}}.",
     )
-    nodeSelector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the trial pods must match."
+    nodeSelector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64,
+        description="Node labels the trial pods must match (label keys and values).",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Tolerations of the trial pods (e.g. GPU taints)."
+        default_factory=list, max_length=64, description="Tolerations of the trial pods (e.g. GPU taints)."
     )
-    priorityClassName: str | None = Field(default=None, description="Pod priority class.")
-    queueName: str | None = Field(
-        default=None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name on the Job)."
+    priorityClassName: DnsSubdomain | None = Field(
+        default=None, description="Pod priority class (a PriorityClass name)."
+    )
+    queueName: QueueName | None = Field(
+        default=None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name on the Job): "
+        "a name of at most 63 characters."
     )
     retries: int = Field(
         default=2, ge=0, le=100, description="Extra attempts of a failed trial before it fails."
     )
     activeDeadlineSeconds: int | None = Field(
-        default=None, ge=1, description="Time limit of one attempt; past it the attempt fails."
+        default=None, ge=1, le=MAX_ATTEMPT_SECONDS, description="Time limit of one attempt; past it the attempt fails."
     )
 
     @field_validator("resources")
     @classmethod
     def _resources(cls, value: dict[str, dict[str, Quantity]]) -> dict[str, dict[str, Quantity]]:
+        """Only limits and requests, each amount a Kubernetes quantity."""
         for section, amounts in value.items():
             if section not in ("limits", "requests"):
                 raise ValueError(
-                    f"spec.trial.resources.{section}: unknown section; use 'limits' or 'requests'"
+                    f"spec.trial.resources.{section[:40]}: unknown section; use 'limits' or 'requests'"
                 )
             for name, amount in amounts.items():
                 if isinstance(amount, bool) or not _QUANTITY.match(str(amount)):
                     raise ValueError(
-                        f"spec.trial.resources.{section}.{name}: {amount!r} is not a quantity; "
+                        f"spec.trial.resources.{section}.{name}: {brief(amount)} is not a "
+                        "quantity; "
                         "write e.g. 1, '500m', '4Gi'"
                     )
         return value

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING, is_weight_sharing
+from controller_policy.strict import brief
 from nas_operator.api.defaults import (
     KIND_DATASETS,
     KIND_METRIC,
@@ -29,6 +30,8 @@ from nas_operator.api.errors import format_validation_error
 if TYPE_CHECKING:
     from nas_operator.api.resources import NASSearchSpec
 
+MAX_DEADLINE = 366 * 24 * 3600
+"""Longest search deadline, in seconds: a year; more is a typo."""
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 
 
@@ -39,6 +42,9 @@ def parse_duration(value: int | float | str, field: str = "spec.budget.deadline"
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError(f"{field}: must be positive, got {value}")
+        if value > MAX_DEADLINE:
+            raise ValueError(f"{field}: at most {MAX_DEADLINE:,} seconds (366 days), got "
+                             f"{brief(value, 40)}")
         return float(value)
     text = str(value).strip()
     if text.isdigit():
@@ -47,13 +53,16 @@ def parse_duration(value: int | float | str, field: str = "spec.budget.deadline"
         match = _DURATION.match(text)
         if not text or not match or not any(match.groups()):
             raise ValueError(
-                f"{field}: {value!r} is not a duration; write seconds (3600) or "
+                f"{field}: {brief(value)} is not a duration; write seconds (3600) or "
                 "days/hours/minutes/seconds such as '1d', '2h30m', '45m', '90s'"
             )
         d, h, m, s = (int(g) if g else 0 for g in match.groups())
         seconds = float(((d * 24 + h) * 60 + m) * 60 + s)
     if seconds <= 0:
         raise ValueError(f"{field}: must be positive, got {value!r}")
+    if seconds > MAX_DEADLINE:
+        raise ValueError(f"{field}: at most {MAX_DEADLINE:,} seconds (366 days), got "
+                         f"{brief(value, 40)}")
     return seconds
 
 

@@ -119,6 +119,8 @@ def structural(node: Any, *, defaults: bool = True, path: tuple[str, ...] = ()) 
         elif isinstance(extra, dict) and extra:
             out["additionalProperties"] = structural(extra, defaults=defaults,
                                                      path=(*path, "*"))
+        elif len(node.get("patternProperties") or {}) == 1:
+            out.update(_keyed_map(node, defaults=defaults, path=path))
         else:
             out["x-kubernetes-preserve-unknown-fields"] = True
     elif kind == "array":
@@ -126,7 +128,8 @@ def structural(node: Any, *, defaults: bool = True, path: tuple[str, ...] = ()) 
         for key in ("minItems", "maxItems"):
             if key in node:
                 out[key] = node[key]
-    for key in ("enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "format"):
+    for key in ("enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "format",
+                "maxProperties"):
         if key in node:
             out[key] = node[key]
     for key, base in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -134,6 +137,27 @@ def structural(node: Any, *, defaults: bool = True, path: tuple[str, ...] = ()) 
             out[base] = node[key]
             out[key] = True
     return _with_default(out, node, defaults, path)
+
+
+def _keyed_map(node: Mapping[str, Any], *, defaults: bool,
+               path: tuple[str, ...]) -> dict[str, Any]:
+    """A mapping whose keys have a syntax (label keys): structural schemas cannot say
+    ``patternProperties``, so its values become ``additionalProperties`` and the key
+    syntax a CEL rule on the map."""
+    ((pattern, values),) = node["patternProperties"].items()
+    longest = (node.get("propertyNames") or {}).get("maxLength")
+    rule = f"self.all(k, k.matches({_cel_string(pattern)})"
+    rule += f" && size(k) <= {longest})" if longest else ")"
+    return {"additionalProperties": structural(values, defaults=defaults, path=(*path, "*")),
+            "x-kubernetes-validations": [{
+                "rule": rule,
+                "message": f"spec.{'.'.join(path)}: every key must be a label key ([prefix/]name, "
+                           "name at most 63 letters, digits, '-', '_', '.')"}]}
+
+
+def _cel_string(text: str) -> str:
+    """A CEL single-quoted string literal holding ``text``."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _with_default(out: dict[str, Any], node: Mapping[str, Any], defaults: bool,
