@@ -8,15 +8,24 @@ reason, is retried, and that the search still runs to its end.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any
 
 import pytest
-from test_loop_support import Harness, make_search
+import test_loop_support
+from test_loop_support import Harness, make_search, wait_until
 
+import nas_operator.loop.build as build
 import nas_operator.loop.core as core
 from controller_policy.contract import Report
-from nas_operator.launcher import SimulatedOutcome
+from controller_policy.strategies import make_strategy
+from controller_policy.strategies.base import StrategyError
+from nas_operator.api import space_class
+from nas_operator.launcher import SimulatedLauncher, SimulatedOutcome, constant_behaviour
 from nas_operator.ledger import Ledger
+from nas_operator.loop import BuildTimeout, SearchLoop
 
 
 class Once:
@@ -98,8 +107,6 @@ async def test_the_report_that_raised_is_answered_not_raised(
     monkeypatch.setattr(core, "compute_reward", Once(core.compute_reward, ArithmeticError("x")))
     await h.loop.start()
     try:
-        from test_loop_support import wait_until
-
         await wait_until(lambda: h.launcher.running == 1)
         result = h.loop.handle_report("s-t0000", Report(
             kind="final", trial="s-t0000", attempt=0, metrics={"val_accuracy": 0.5}))
@@ -117,10 +124,6 @@ BAD_REWARDS = [float("nan"), float("inf"), -float("inf"), 1e39, -1e20]
 @pytest.mark.parametrize("kind", ["reinforce", "ppo", "random", "evolution"])
 @pytest.mark.parametrize("reward", BAD_REWARDS)
 def test_a_strategy_refuses_a_reward_it_cannot_learn_from(kind: str, reward: float) -> None:
-    from controller_policy.strategies import make_strategy
-    from controller_policy.strategies.base import StrategyError
-    from nas_operator.api import space_class
-
     space = space_class("enas-macro")({"layers": 4})  # type: ignore[misc]
     strategy = make_strategy(kind, space, {"seed": 3})
     pid = strategy.ask().id
@@ -149,8 +152,6 @@ class Unguarded:
 
     @staticmethod
     def make(search: Any, space: Any) -> Any:
-        from controller_policy.strategies import make_strategy
-
         strategy = make_strategy("reinforce", space, {"seed": 1, "batchSize": 1})
         strategy.check_reward = float  # type: ignore[method-assign]
         return strategy
@@ -161,8 +162,6 @@ async def test_a_controller_gone_non_finite_fails_the_search_loudly(
 ) -> None:
     """Reward 1e39 (float32 overflows) reaches an unguarded controller: its loss becomes
     non-finite; the search ends Failed (ControllerDiverged), never Succeeded."""
-    import test_loop_support
-
     monkeypatch.setattr(test_loop_support, "counting_strategy", Unguarded.make)
     _huge_reward_at(monkeypatch, 1)
     search = make_search(strategy={"type": "reinforce", "seed": 1},
@@ -183,8 +182,6 @@ async def test_a_controller_gone_non_finite_fails_the_search_loudly(
 async def test_a_reward_a_strategy_refuses_is_learned_as_a_failure_and_the_search_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import test_loop_support
-    from controller_policy.strategies import make_strategy
 
     monkeypatch.setattr(test_loop_support, "counting_strategy", lambda search, space: (
         make_strategy("reinforce", space, search.spec.strategy_config())))
@@ -201,3 +198,61 @@ async def test_a_reward_a_strategy_refuses_is_learned_as_a_failure_and_the_searc
     assert len(refused) == 1 and "1e+39" in refused[0].message
     assert h.strategy is not None and h.strategy.pending == []
     assert status.controller.entropy is not None and status.controller.updates >= 4
+
+
+# ---------------------------------------------------------------- construction off the event loop
+def _slow_builds(monkeypatch: pytest.MonkeyPatch, layers: int) -> Any:
+    """Strategy construction blocks its thread (a huge controller) for spaces of ``layers``
+    layers until the returned event is set; the build limit drops to 0.3 s."""
+    release = threading.Event()
+    real = build.make_strategy
+
+    def make_strategy(kind: str, space: Any, config: Any) -> Any:
+        if len(space.slots) >= 2 * layers:  # an enas-macro layer is 1 op + its skips
+            release.wait(10)
+        return real(kind, space, config)
+
+    monkeypatch.setattr(build, "make_strategy", make_strategy)
+    monkeypatch.setattr(build, "BUILD_TIMEOUT", 0.3)
+    return release
+
+
+async def test_a_search_that_builds_too_slowly_is_refused_and_others_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = _slow_builds(monkeypatch, layers=12)
+    try:
+        slow = asyncio.ensure_future(SearchLoop.create(
+            make_search("huge", searchSpace={"type": "enas-macro", "options": {"layers": 12}}),
+            SimulatedLauncher()))
+        await asyncio.sleep(0)  # the slow build is under way on its thread
+        started = time.perf_counter()
+        h = Harness(make_search("fine", budget={"maxTrials": 6, "parallelism": 2}))
+        try:
+            status = await h.run(timeout=10)
+        finally:
+            await h.close()
+        took = time.perf_counter() - started
+        with pytest.raises(BuildTimeout) as refused:
+            await slow
+    finally:
+        release.set()
+    assert status.phase == "Succeeded" and status.trials.succeeded == 6
+    assert took < 5.0
+    assert refused.value.reason == "BuildTimedOut"
+    [message] = refused.value.errors
+    assert "spec.searchSpace" in message and "0.3 s" in message and "limit" in message
+
+
+async def test_a_search_that_builds_in_time_runs_as_before() -> None:
+    launcher = SimulatedLauncher(constant_behaviour(0.5))
+    loop = await SearchLoop.create(make_search(budget={"maxTrials": 3, "parallelism": 3}),
+                                   launcher)
+    try:
+        await loop.start()
+        status = await asyncio.wait_for(asyncio.shield(loop.done), 10)
+    finally:
+        await loop.stop()
+        await launcher.close()
+    assert status.phase == "Succeeded" and status.trials.succeeded == 3
+    assert loop.strategy is not None and loop.strategy.pending == []

@@ -137,12 +137,13 @@ class SearchController:
         key = await self.tokens.ensure(self.body)
         self.store = ConfigMapCheckpointStore(rt.api, self.namespace, self.body)
         self.launcher = KubeLauncher(rt.api, rt.config, rt.tracker, self.tokens, self.body)
-        try:
-            loop = SearchLoop(search, self.launcher, key=key, store=self.store,
-                              metrics=rt.metrics.for_search(self.namespace, self.name),
-                              status_url=rt.report_url_base, checkpoint_key=self.name)
+        try:  # built off the event loop, in bounded time: other searches never wait on it
+            loop = await SearchLoop.create(
+                search, self.launcher, key=key, store=self.store,
+                metrics=rt.metrics.for_search(self.namespace, self.name),
+                status_url=rt.report_url_base, checkpoint_key=self.name)
         except SpecError as exc:
-            await self._report_invalid("InvalidSpec", exc.errors)
+            await self._report_invalid(getattr(exc, "reason", "InvalidSpec"), exc.errors)
             return False
         writer = StatusWriter(rt.api, rt.events, loop, self.body,
                               interval=rt.config.status_interval,

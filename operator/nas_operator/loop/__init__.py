@@ -2,7 +2,9 @@
 
 Pure asyncio; no Kubernetes. The operator and ``kubenas run`` both drive it:
 
-* construct ``SearchLoop(search, launcher, key=..., store=..., metrics=...)``;
+* construct ``SearchLoop(search, launcher, key=..., store=..., metrics=...)``, or
+  ``await SearchLoop.create(...)`` to build its space and strategy off the event loop
+  within ``BUILD_TIMEOUT`` seconds (``build``);
 * ``await loop.start()`` (resumes from the store's checkpoint if there is
   one: running attempts are re-adopted through ``Launcher.adopt``, never
   relaunched);
@@ -20,7 +22,8 @@ Construct it inside a running event loop; the per-search ``key`` signs the trial
 tokens, so a driver that restarts must pass the same key again (keep it in a
 Secret or the output folder).
 
-Modules, one concern each: ``core`` (the public loop), ``worker`` (the one task
+Modules, one concern each: ``core`` (the public loop), ``build`` (space and strategy,
+off the event loop), ``worker`` (the one task
 that tells, proposes, checkpoints and launches), ``intake`` (report checks),
 ``proposals`` (multi-trial strategies and weight sharing behind one source),
 ``timers`` (clock, deadline, watchdogs), ``state`` and ``persistence`` (typed
@@ -30,6 +33,7 @@ state, write-ahead checkpoints), ``views`` (status, NASTrial, launch requests),
 
 from __future__ import annotations
 
+from nas_operator.loop.build import BUILD_TIMEOUT, BuildTimeout
 from nas_operator.loop.core import SearchLoop
 from nas_operator.loop.events import TRIAL_ENDINGS, EventReason, LoopEvent, Subscriber
 from nas_operator.loop.intake import ReportOutcome, ReportResult
@@ -39,7 +43,7 @@ from nas_operator.loop.views import rfc3339
 from nas_operator.loop.worker import trial_seed
 
 __all__ = [
-    "TRIAL_ENDINGS", "WATCHDOG_GRACE", "EventReason", "LoopEvent", "ProposalSource",
+    "BUILD_TIMEOUT", "TRIAL_ENDINGS", "WATCHDOG_GRACE", "BuildTimeout", "EventReason", "LoopEvent", "ProposalSource",
     "ReportOutcome", "ReportResult", "SearchLoop", "StrategyProposals", "Subscriber",
     "WeightSharing", "rfc3339", "trial_seed",
 ]

@@ -36,6 +36,7 @@ from nas_operator.api import (
 from nas_operator.checkpoint import CheckpointStore
 from nas_operator.launcher import Launcher, LaunchRequest
 from nas_operator.ledger import Ledger, Ranked, Trial, report_digest
+from nas_operator.loop.build import build_parts
 from nas_operator.loop.events import EventBus, EventReason, Subscriber
 from nas_operator.loop.intake import (
     ReportOutcome,
@@ -115,6 +116,15 @@ class SearchLoop(Worker):
         self._best_cache: tuple[str, dict[str, Any] | None] | None = None
         self.done: asyncio.Future[NASSearchStatus] = asyncio.get_running_loop().create_future()
         """Resolves with the final status once the search succeeded or failed."""
+
+    @classmethod
+    async def create(cls, search: NASSearch, launcher: Launcher, *,
+                     build_timeout: float | None = None, **options: Any) -> SearchLoop:
+        """A loop whose space and strategy were built off the event loop, within
+        ``build_timeout`` seconds (``build.BUILD_TIMEOUT``); ``BuildTimeout`` past it.
+        ``options``: the constructor's keywords but ``space`` and ``strategy``."""
+        space, strategy = await build_parts(search.spec, build_timeout)
+        return cls(search, launcher, space=space, strategy=strategy, **options)
 
     # ================================================================ read-only
     @property
