@@ -256,3 +256,65 @@ async def test_a_search_that_builds_in_time_runs_as_before() -> None:
         await launcher.close()
     assert status.phase == "Succeeded" and status.trials.succeeded == 3
     assert loop.strategy is not None and loop.strategy.pending == []
+
+
+# ---------------------------------------------------------------- a crash before the Job create
+class CrashingLauncher(SimulatedLauncher):
+    """The process dies after the write-ahead checkpoint, before the launch creates anything:
+    ``launch`` never returns and leaves no trace (the loop is stopped meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda req: SimulatedOutcome(hang=True))
+        self.reached: list[tuple[str, int]] = []
+
+    async def launch(self, request: Any) -> None:
+        self.reached.append((request.trial, request.attempt))
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("crashes", [1, 3])
+async def test_an_attempt_whose_job_was_never_created_is_not_counted(crashes: int) -> None:
+    """retries 0: were a never-launched attempt counted (or renumbered), the trial would be
+    on attempt ``crashes`` or have failed; it trains as attempt 0 and the search succeeds."""
+    from nas_operator.checkpoint import MemoryCheckpointStore
+
+    store = MemoryCheckpointStore()
+    search = make_search(budget={"maxTrials": 2, "parallelism": 2, "maxFailedTrials": 0},
+                         trial={"retries": 0})
+    key = None
+    for _ in range(crashes):
+        crashing = Harness(search, store=store, launcher=CrashingLauncher(), key=key)
+        key = crashing.loop.key
+        await crashing.loop.start()
+        await wait_until(lambda h=crashing: len(h.launcher.reached) == 2)
+        await crashing.close()  # SIGKILL: the checkpoint says launched, no Job exists
+        assert sorted(crashing.launcher.reached) == [("s-t0000", 0), ("s-t0001", 0)]
+    last = Harness(search, constant_behaviour(0.6), store=store, key=key)
+    try:
+        status = await last.run(timeout=10)
+    finally:
+        await last.close()
+    assert status.phase == "Succeeded", status.message
+    assert (status.trials.succeeded, status.trials.retried, status.trials.failed) == (2, 0, 0)
+    assert sorted((r.trial, r.attempt) for r in last.launcher.launched) == [
+        ("s-t0000", 0), ("s-t0001", 0)]
+    requeued = last.reasons("TrialRequeued")
+    assert len(requeued) == 2 and all("never started" in e.message for e in requeued)
+
+
+async def test_an_attempt_seen_running_whose_job_vanished_is_retried_as_the_next() -> None:
+    from nas_operator.checkpoint import MemoryCheckpointStore
+
+    store = MemoryCheckpointStore()
+    search = make_search(budget={"maxTrials": 1, "parallelism": 1})
+    first = Harness(search, lambda req: SimulatedOutcome(hang=True), store=store)
+    await first.loop.start()
+    await wait_until(lambda: first.loop.status().trials.running == 1)
+    await first.close()  # its pod started, then the Job was deleted while no loop ran
+    second = Harness(search, constant_behaviour(0.6), store=store, key=first.loop.key)
+    try:
+        status = await second.run(timeout=10)
+    finally:
+        await second.close()
+    assert status.phase == "Succeeded" and status.trials.retried == 0
+    assert [(r.trial, r.attempt) for r in second.launcher.launched] == [("s-t0000", 1)]

@@ -325,10 +325,11 @@ class Ledger:
         trial.completion_time = now
         self.counts[trial.stage]["cancelled"] += 1
 
-    def requeue(self, trial: Trial) -> None:
-        """Stop an active attempt without counting a failure (suspend): next attempt later."""
+    def requeue(self, trial: Trial, *, same_attempt: bool = False) -> None:
+        """Stop an active attempt without counting a failure (suspend): next attempt later
+        (``same_attempt``: this one again, for an attempt that never started)."""
         self._leave_active(trial)
-        trial.attempt += 1
+        trial.attempt += 0 if same_attempt else 1
         trial.launched = False
         trial.epochs = []
         trial.epoch_count = 0

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nas_operator.ledger import Trial
+from nas_operator.ledger import Trial, TrialState
 from nas_operator.loop.events import EventReason
 from nas_operator.loop.state import fingerprint
 from nas_operator.retrained import scored_by, with_retrains
@@ -392,7 +392,14 @@ class Worker:
         return True
 
     async def _adopt_all(self) -> None:
-        """Re-attach to attempts launched before the restart; those gone are requeued."""
+        """Re-attach to attempts launched before the restart; those gone are requeued.
+
+        An attempt the checkpoint knew only as launched (``Pending``: no start, no report)
+        whose Job is gone most likely never got one (a crash between the write-ahead
+        checkpoint and the create): it is launched again under the same attempt number, so
+        crashes cannot burn attempts of a trial that never trained. One seen running is
+        retried as the next attempt (its Job was deleted), still without counting a failure.
+        """
         active = [t for t in self.ledger.iter_live() if t.state.active]
         found = await asyncio.gather(*(self.launcher.adopt(self.launch_request(t)) for t in active),
                                      return_exceptions=True)
@@ -400,7 +407,10 @@ class Worker:
             if ok is True:
                 self._arm_watchdog(rec)
                 continue
-            self.ledger.requeue(rec)
-            self._emit(R.TRIAL_REQUEUED, f"trial {rec.name}: its attempt was not found after a "
-                       f"restart; relaunching as attempt {rec.attempt}", rec.name, "Warning")
+            never_started = rec.state is TrialState.PENDING
+            self.ledger.requeue(rec, same_attempt=never_started)
+            why = ("was never started (no trace of it after a restart); launching it again as"
+                   if never_started else "was not found after a restart; relaunching as")
+            self._emit(R.TRIAL_REQUEUED, f"trial {rec.name}: its attempt {why} attempt "
+                       f"{rec.attempt}", rec.name, "Warning")
         self._dirty = True
