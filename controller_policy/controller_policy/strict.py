@@ -9,7 +9,7 @@ so they share the base and the wording here. Pure pydantic.
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -82,10 +82,14 @@ class Strict(BaseModel):
         extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False
     )
 
+    checks_input: ClassVar[bool] = True
+
     @field_validator("*", mode="after")
     @classmethod
     def _storable(cls, value: Any) -> Any:
         """Every value fits an int64, is finite and not huge, down to free-form mappings."""
+        if not cls.checks_input:
+            return value
         problem = scalar_problem(value)
         if problem is not None:
             raise ValueError(problem)
@@ -107,6 +111,17 @@ class Strict(BaseModel):
                     out = dict(data) if out is None else out
                     out[key] = tuple(data[key])
         return data if out is None else out
+
+
+class Written(Strict):
+    """A model the project writes itself and never reads from a user (status): unknown
+    fields are still an error, but values are taken as the code made them (a numpy number,
+    the NaN loss of a diverged child, a long failure message) rather than refused."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, strict=False, allow_inf_nan=True
+    )
+    checks_input: ClassVar[bool] = False
 
 
 class FieldErrors(ValueError):
@@ -146,6 +161,9 @@ def format_validation_error(
             continue
         path = _loc(tuple(err.get("loc", ())))
         full = ".".join(p for p in (prefix, path) if p) or "document"
+        if err.get("type") == "value_error" and msg[:1] in ".[" and ": " in msg:
+            inner, msg = msg.split(": ", 1)  # scalar_problem inside a free-form value
+            full += inner
         if err.get("type") == "extra_forbidden":
             msg = UNKNOWN_FIELD
         lines.append(f"{full}: {msg}")

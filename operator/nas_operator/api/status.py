@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from controller_policy.strict import Strict
+from controller_policy.strict import Written
 from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
 
 SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
 TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 
 
-class Condition(Strict):
+class Condition(Written):
     """A status condition (Kubernetes API conventions)."""
 
     type: str = Field(description="Condition type, e.g. Running, Suspended, Complete, Failed.")
@@ -30,7 +30,7 @@ class Condition(Strict):
     )
 
 
-class TrialCounts(Strict):
+class TrialCounts(Written):
     """How many trials are in each state (retries counted separately, as attempts)."""
 
     total: int = Field(default=0, description="Trials created so far (at most maxTrials).")
@@ -42,7 +42,7 @@ class TrialCounts(Strict):
     retried: int = Field(default=0, description="Attempts relaunched after a failure.")
 
 
-class TrialResult(Strict):
+class TrialResult(Written):
     """One scored trial, as listed in best and topK."""
 
     trial: str = Field(description="NASTrial name.")
@@ -62,7 +62,7 @@ class TrialResult(Strict):
     )
 
 
-class ControllerSummary(Strict):
+class ControllerSummary(Written):
     """The strategy's learning state, in brief."""
 
     updates: int = Field(default=0, description="Controller updates so far.")
@@ -72,7 +72,7 @@ class ControllerSummary(Strict):
     checkpointBytes: int | None = Field(default=None, description="Size of the last checkpoint.")
 
 
-class SearchProgress(Strict):
+class SearchProgress(Written):
     """Progress of a long trial (an ENAS search runs as one trainer): its latest epoch."""
 
     trial: str = Field(description="The trial reporting progress.")
@@ -81,7 +81,7 @@ class SearchProgress(Strict):
     metrics: dict[str, float] = Field(default_factory=dict, description="That epoch's metrics.")
 
 
-class NASSearchStatus(Strict):
+class NASSearchStatus(Written):
     """``status`` of a NASSearch: summaries only, never the whole history."""
 
     phase: SearchPhase = Field(default="Pending", description="Pending, Running, Suspended, ...")
@@ -116,7 +116,7 @@ class NASSearchStatus(Strict):
     completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
 
 
-class NASTrialStatus(Strict):
+class NASTrialStatus(Written):
     """``status`` of a NASTrial."""
 
     phase: TrialPhase = Field(default="Pending", description="Pending, Running, Succeeded, ...")

@@ -94,6 +94,10 @@ def structural(node: Any, *, defaults: bool = True, path: tuple[str, ...] = ()) 
             return inner
         if "string" in types and types <= {"integer", "number", "string"}:
             out["x-kubernetes-int-or-string"] = True
+            for option in kept:  # the string form's limits (the API server applies them)
+                for key in ("maxLength", "pattern"):
+                    if option.get("type") == "string" and key in option:
+                        out[key] = option[key]
             return _with_default(out, node, defaults, path)
         if types <= {"integer", "number"}:
             out["type"] = "number"
