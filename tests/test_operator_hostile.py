@@ -1,13 +1,15 @@
-"""Hostile NASSearches on the emulator (issue 18): one that cannot be built in bounded time
-gets a condition naming the limit while the search beside it completes."""
+"""Hostile NASSearches and crashes on the emulator (issue 18): one that cannot be built in
+bounded time gets a condition naming the limit while the search beside it completes; a crash
+between the checkpoint and the Job create burns no attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
 import pytest
-from kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
+from kube_emulator import CONFIGMAPS, EVENTS, NASSEARCHES, KubeTestBed
 from test_operator_support import FakeCluster, OperatorBed, crd_test_bed, search_manifest, wait_for
 
 import nas_operator.loop.build as build
@@ -62,3 +64,40 @@ async def test_a_search_too_slow_to_build_fails_alone(
     assert cond["status"] == "False" and cond["reason"] == "BuildTimedOut"
     assert "0.5 s" in cond["message"] and "spec.searchSpace" in cond["message"]
     assert event["type"] == "Warning" and "limit" in event["message"]
+
+
+async def test_a_crash_before_the_job_create_burns_no_attempt(kube: KubeTestBed) -> None:
+    """The operator stops while creating cr-t0001's first Job (after the write-ahead
+    checkpoint, before the create reached the API); the next operator creates that Job as
+    attempt 0 again, and with retries 0 the search still succeeds."""
+    async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        await cluster.succeed(job)
+
+    bed = OperatorBed(kube)
+    manifest = search_manifest("cr", budget={"maxTrials": 2, "parallelism": 2,
+                                             "maxFailedTrials": 0}, trial={"retries": 0})
+    stuck = asyncio.Event()
+    async with FakeCluster(kube, trainer):
+        async with bed.running() as first:
+            create = first.api.create
+
+            async def die_before_the_job(resource: Any, namespace: Any, body: Any) -> Any:
+                if resource.plural == "jobs" and body["metadata"]["name"] == "cr-t0001-a0":
+                    stuck.set()
+                    await asyncio.Event().wait()  # never reaches the API
+                return await create(resource, namespace, body)
+
+            first.api.create = die_before_the_job  # type: ignore[method-assign]
+            await kube.client.create(NASSEARCHES, manifest)
+            await asyncio.wait_for(stuck.wait(), 30)
+            assert await kube.read(CONFIGMAPS, "cr-checkpoint") is not None
+        assert "cr-t0001-a0" not in {j["metadata"]["name"] for j in await bed.jobs("cr")}
+        async with bed.running():
+            done = await bed.wait_phase("cr", "Succeeded", "Failed")
+            trials = await bed.trials("cr")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["trials"]["retried"] == 0
+    assert sorted(j["metadata"]["name"] for j in await bed.jobs("cr")) == ["cr-t0000-a0",
+                                                                           "cr-t0001-a0"]
+    assert {t["metadata"]["name"]: t["spec"]["attempt"] for t in trials} == {
+        "cr-t0000": 0, "cr-t0001": 0}
