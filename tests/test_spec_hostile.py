@@ -65,7 +65,8 @@ CASES = [
     # names, labels, images, quantities Kubernetes cannot hold
     ("k8s", _set("metadata.name", "Bad_Name"), "metadata.name", None, False),
     ("k8s", _set("metadata.namespace", "Research!"), "metadata.namespace", None, False),
-    ("k8s", _set("spec.trial.queueName", "GPUs!"), "spec.trial.queueName", None, True),
+    ("k8s", _set("spec.trial.queueName", "GPUs!"), "spec.trial.queueName",
+     "'GPUs!' is not a DNS name", True),
     ("k8s", _set("spec.trial.queueName", "q" * 64), "spec.trial.queueName", "63", True),
     ("k8s", _set("spec.trial.priorityClassName", "High Priority"),
      "spec.trial.priorityClassName", None, True),
@@ -73,7 +74,8 @@ CASES = [
      None, False),
     ("k8s", _set("spec.trial.nodeSelector", {"gpu": "-a100-"}), "spec.trial.nodeSelector",
      None, True),
-    ("k8s", _set("spec.trial.image", "not an image!"), "spec.trial.image", None, True),
+    ("k8s", _set("spec.trial.image", "not an image!"), "spec.trial.image",
+     "is not an image reference", True),
     ("k8s", _set("spec.trial.image", "ghcr.io/kubenas/trainer:"), "spec.trial.image", None, True),
     ("k8s", _set("spec.trial.resources", {"limits": {"memory": "16 GB"}}),
      "spec.trial.resources.limits.memory", "quantity", False),
@@ -93,6 +95,8 @@ CASES = [
      "spec.searchSpace.options.nodes", "64", False),
     # huge strings: refused, and never echoed back whole
     ("huge", _set("metadata.name", HUGE), "metadata.name", "characters", False),
+    ("huge", _set("spec.trial.nodeSelector", {HUGE: "gpu"}), "spec.trial.nodeSelector",
+     "characters", False),
     ("huge", _set("spec.trial.queueName", HUGE), "spec.trial.queueName", "63", True),
     ("huge", _set("spec.trial.image", HUGE), "spec.trial.image", "512", True),
     ("huge", _set("spec.budget.deadline", HUGE), "spec.budget.deadline", "64", True),

@@ -18,6 +18,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Kubernetes stores every integer as int64; a larger one cannot round-trip through the API."""
 MAX_STRING = 4096
 """Longest string any document field takes (a few fields set a tighter ``max_length``)."""
+PATTERN_HINTS: dict[str, str] = {}
+"""What a field's ``pattern`` means in words (filled by the modules declaring patterns), so an
+error says 'not a DNS label: ...' rather than printing the regular expression."""
 MAX_NESTING = 32
 """Deepest a free-form value (options, config, training) may nest."""
 
@@ -135,7 +138,12 @@ class FieldErrors(ValueError):
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if part == "[key]":  # pydantic's mark for a mapping's key
+            out += " (the key)"
+            continue
+        text = str(part)
+        text = text if len(text) <= 60 else f"{text[:60]}...({len(text):,} characters)"
+        out += f"[{part}]" if isinstance(part, int) else f".{text}"
     return out.lstrip(".")
 
 
@@ -166,5 +174,8 @@ def format_validation_error(
             full += inner
         if err.get("type") == "extra_forbidden":
             msg = UNKNOWN_FIELD
+        hint = PATTERN_HINTS.get(str((err.get("ctx") or {}).get("pattern")))
+        if err.get("type") == "string_pattern_mismatch" and hint:
+            msg = f"{brief(err.get('input'))} is not {hint}"
         lines.append(f"{full}: {msg}")
     return lines

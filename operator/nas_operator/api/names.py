@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from controller_policy.strict import PATTERN_HINTS
+
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 DNS_LABEL = f"^{_LABEL}$"
 """RFC 1123 label: namespaces, most object names; at most 63 characters."""
@@ -36,3 +38,16 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 QueueName = Annotated[str, Field(max_length=63, pattern=DNS_SUBDOMAIN)]
 """A Kueue LocalQueue: an object name that is also the Job's queue-name label value."""
 ImageRef = Annotated[str, Field(max_length=512, pattern=IMAGE)]
+
+PATTERN_HINTS.update({
+    DNS_LABEL: "a DNS label: lower-case letters, digits and '-', starting and ending with a "
+               "letter or digit, at most 63 characters",
+    DNS_SUBDOMAIN: "a DNS name: lower-case letters, digits, '-' and '.', starting and ending "
+                   "with a letter or digit (e.g. gpu-queue)",
+    LABEL_KEY: "a label key: an optional DNS prefix and '/', then at most 63 letters, digits, "
+               "'-', '_' or '.' starting and ending with a letter or digit (e.g. nvidia.com/gpu)",
+    LABEL_VALUE: "a label value: empty, or at most 63 letters, digits, '-', '_' or '.' "
+                 "starting and ending with a letter or digit",
+    IMAGE: "an image reference: [registry[:port]/]path[:tag][@sha256:digest], e.g. "
+           "ghcr.io/kubenas/kubenas-trainer:0.1.0",
+})
