@@ -211,7 +211,7 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
     try:
         try:
             key = folder.key()
-            loop = SearchLoop(
+            loop = await SearchLoop.create(  # off the event loop: the status API answers 503
                 search, launcher, key=key, store=DirectoryCheckpointStore(folder.checkpoint_dir),
                 metrics=metrics.for_search(search.metadata.namespace, search.metadata.name)
                 if metrics is not None else None,
