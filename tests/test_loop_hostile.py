@@ -318,3 +318,27 @@ async def test_an_attempt_seen_running_whose_job_vanished_is_retried_as_the_next
         await second.close()
     assert status.phase == "Succeeded" and status.trials.retried == 0
     assert [(r.trial, r.attempt) for r in second.launcher.launched] == [("s-t0000", 1)]
+
+
+@pytest.mark.parametrize("path", ["watchdog", "lost"])
+async def test_the_watchdog_and_loss_paths_end_the_attempt_even_if_failing_it_breaks(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    def behave(req: Any) -> SimulatedOutcome:
+        return SimulatedOutcome(hang=req.attempt == 0, metrics=[{"val_accuracy": 0.4}])
+
+    h = Harness(make_search(budget={"maxTrials": 1, "parallelism": 1},
+                            trial={"activeDeadlineSeconds": 1}), behave)
+    once = Once(h.loop._attempt_failed, RuntimeError("failing the attempt broke"))
+    monkeypatch.setattr(h.loop, "_attempt_failed", once)
+    await h.loop.start()
+    try:
+        await wait_until(lambda: h.loop.status().trials.running == 1)
+        if path == "lost":
+            assert h.loop.on_trial_lost("s-t0000", 0, "pod deleted") is True
+        status = await asyncio.wait_for(asyncio.shield(h.loop.done), 10)
+    finally:
+        await h.close()
+    assert once.calls >= 1
+    assert status.phase == "Succeeded" and (status.trials.succeeded, status.trials.retried) == (1, 1)
+    assert [(r.trial, r.attempt) for r in h.launcher.launched] == [("s-t0000", 0), ("s-t0000", 1)]

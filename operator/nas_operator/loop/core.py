@@ -401,7 +401,10 @@ class SearchLoop(Worker):
         rec = None if self._stopped else self._current(trial, attempt)
         if rec is None:
             return False
-        self._attempt_failed(rec, f"lost: {reason}")
+        try:
+            self._attempt_failed(rec, f"lost: {reason}")
+        except Exception as exc:
+            self._end_after_error(trial, attempt, "handling its loss", exc)
         return True
 
     def is_current(self, trial: str, attempt: int) -> bool:

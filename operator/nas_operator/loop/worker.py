@@ -67,6 +67,7 @@ class Worker:
     launch_request: Callable[[Trial], LaunchRequest]
     _current: Callable[[str, int], Trial | None]
     _attempt_failed: Callable[[Trial, str], None]
+    _end_after_error: Callable[..., str]
     _changed: Callable[[], None]
     _set_phase: Callable[[str, str, str], None]
     _emit: Callable[..., None]
@@ -355,7 +356,10 @@ class Worker:
             if rec is None:
                 return
             limit = self.spec.trial.activeDeadlineSeconds
-            self._attempt_failed(rec, f"exceeded spec.trial.activeDeadlineSeconds ({limit} s)")
+            try:
+                self._attempt_failed(rec, f"exceeded spec.trial.activeDeadlineSeconds ({limit} s)")
+            except Exception as exc:  # a background task: nobody else would see it
+                self._end_after_error(trial, attempt, "timing it out", exc)
             await self._cancel_quietly(trial, attempt)
 
     # ================================================================ checkpoint / restore
