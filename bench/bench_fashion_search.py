@@ -36,7 +36,14 @@ from pathlib import Path
 
 import torch
 
-from bench.bench_search_quality import VARIANTS, Run, expected_random_best, run_kubenas, run_optuna
+from bench.bench_search_quality import (
+    VARIANTS,
+    Run,
+    expected_random_best,
+    plot_running_best,
+    run_kubenas,
+    run_optuna,
+)
 from bench.fashion_table import TABLE_PATH, TASK, FashionTable, Noise, noise_summary
 from bench.table import format_table
 
@@ -198,38 +205,12 @@ def report(runs: dict[str, list[Run]], table: FashionTable, noise: Noise, checkp
 
 def plot(runs: dict[str, list[Run]], accuracies: list[float], path: Path) -> None:
     """Mean running best ± one standard error per strategy, the exact random expectations and the
-    table's optimum (matplotlib object API, no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    n = len(next(iter(runs.values()))[0].entries)
-    xs = list(range(1, n + 1))
-    for name, group in runs.items():
-        curves = [r.running_best() for r in group]
-        mean = [statistics.mean(c[j] for c in curves) for j in range(n)]
-        se = [statistics.stdev(c[j] for c in curves) / math.sqrt(len(curves)) if len(curves) > 1 else 0.0
-              for j in range(n)]
-        (line,) = ax.plot(xs, mean, label=name, linewidth=1.5)
-        ax.fill_between(xs, [m - s for m, s in zip(mean, se, strict=True)],
-                        [m + s for m, s in zip(mean, se, strict=True)], color=line.get_color(), alpha=0.15)
-    if accuracies:
-        ax.plot(xs, [expected_random_best(accuracies, k) for k in xs], color="black", linewidth=1,
-                linestyle=(0, (1, 1)), label="random, exact expectation")
-        ax.axhline(max(accuracies), color="grey", linewidth=1, label="table optimum")
-        ax.set_ylim(bottom=expected_random_best(accuracies, 3), top=max(accuracies) + 0.002)
-    ax.set_xscale("log")
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best validation accuracy so far (mean ± s.e.)")
-    ax.set_title(f"{TASK['spaceType']} ({len(accuracies) or '?'} archs) on Fashion-MNIST "
-                 f"{TASK['dataset']['imageSize']}x{TASK['dataset']['imageSize']}, "
-                 f"{len(next(iter(runs.values())))} seeds")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    table's optimum."""
+    plot_running_best(runs, accuracies, path, bands=True, floor=(3, 0.0), headroom=0.002,
+                      ylabel="best validation accuracy so far (mean ± s.e.)",
+                      title=f"{TASK['spaceType']} ({len(accuracies) or '?'} archs) on Fashion-MNIST "
+                            f"{TASK['dataset']['imageSize']}x{TASK['dataset']['imageSize']}, "
+                            f"{len(next(iter(runs.values())))} seeds")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -158,10 +159,12 @@ def report(runs: dict[str, list[Run]], table: QualityTable, checkpoints: list[in
     return format_table(headers, rows)
 
 
-def plot(runs: dict[str, list[Run]], accuracies: list[float], path: Path) -> None:
-    """Mean running-best curve per strategy beside the exact random-search expectation and the
-    table's optimum (matplotlib object API, no pyplot). Bands are left out: they overlap so much
-    that they hide the means; the table gives the spread."""
+def plot_running_best(runs: dict[str, list[Run]], accuracies: list[float], path: Path, *,
+                      title: str, ylabel: str, bands: bool, floor: tuple[int, float],
+                      headroom: float) -> None:
+    """Mean running best per strategy (with one standard error as a band when ``bands``) beside
+    the exact random expectation and the table's optimum; the y axis starts at the random
+    expectation after ``floor[0]`` trials minus ``floor[1]`` (matplotlib object API, no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -173,22 +176,39 @@ def plot(runs: dict[str, list[Run]], accuracies: list[float], path: Path) -> Non
     xs = list(range(1, n + 1))
     for i, (name, group) in enumerate(runs.items()):
         curves = [r.running_best() for r in group]
-        ax.plot(xs, [statistics.mean(c[j] for c in curves) for j in range(n)], label=name,
-                linestyle=styles[i % len(styles)], linewidth=1.6)
+        mean = [statistics.mean(c[j] for c in curves) for j in range(n)]
+        if not bands:
+            ax.plot(xs, mean, label=name, linestyle=styles[i % len(styles)], linewidth=1.6)
+            continue
+        se = [statistics.stdev(c[j] for c in curves) / math.sqrt(len(curves)) if len(curves) > 1
+              else 0.0 for j in range(n)]
+        (line,) = ax.plot(xs, mean, label=name, linewidth=1.5)
+        ax.fill_between(xs, [m - e for m, e in zip(mean, se, strict=True)],
+                        [m + e for m, e in zip(mean, se, strict=True)], color=line.get_color(),
+                        alpha=0.15)
     if accuracies:
         ax.plot(xs, [expected_random_best(accuracies, k) for k in xs], color="black", linewidth=1,
                 linestyle=(0, (1, 1)), label="random, exact expectation")
         ax.axhline(max(accuracies), color="grey", linewidth=1, label="table optimum")
-        ax.set_ylim(bottom=expected_random_best(accuracies, 5) - 0.01, top=max(accuracies) + 0.003)
+        ax.set_ylim(bottom=expected_random_best(accuracies, floor[0]) - floor[1],
+                    top=max(accuracies) + headroom)
     ax.set_xscale("log")
     ax.set_xlabel("trials")
-    ax.set_ylabel("best validation accuracy so far (mean over seeds)")
-    ax.set_title(f"{TASK['spaceType']} L={TASK['spaceOptions']['layers']} on digits, "
-                 f"{len(next(iter(runs.values())))} seeds")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def plot(runs: dict[str, list[Run]], accuracies: list[float], path: Path) -> None:
+    """The digits comparison's curves; bands are left out: they overlap so much that they hide
+    the means, and the table gives the spread."""
+    plot_running_best(runs, accuracies, path, bands=False, floor=(5, 0.01), headroom=0.003,
+                      ylabel="best validation accuracy so far (mean over seeds)",
+                      title=f"{TASK['spaceType']} L={TASK['spaceOptions']['layers']} on digits, "
+                            f"{len(next(iter(runs.values())))} seeds")
 
 
 def main(argv: list[str] | None = None) -> None:

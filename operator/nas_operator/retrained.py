@@ -13,13 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from controller_policy.strategies.registry import WEIGHT_SHARING_TYPES
+from controller_policy.strategies.registry import is_weight_sharing
 from nas_operator.api import TrialResult
 
 ScoredBy = Literal["supernet", "training"]
-
-WEIGHT_SHARING_STRATEGIES = frozenset(WEIGHT_SHARING_TYPES)
-"""Strategies whose search trial scores architectures with shared weights."""
 
 SCORE_LABEL: dict[str, str] = {
     "supernet": "supernet score (shared weights, not trained alone)",
@@ -29,7 +26,7 @@ SCORE_LABEL: dict[str, str] = {
 
 def scored_by(strategy_type: str) -> ScoredBy:
     """How the search stage's rewards were measured for this strategy."""
-    return "supernet" if strategy_type in WEIGHT_SHARING_STRATEGIES else "training"
+    return "supernet" if is_weight_sharing(strategy_type) else "training"
 
 
 def retrained_of(search_results: Sequence[TrialResult], final: TrialResult) -> str | None:

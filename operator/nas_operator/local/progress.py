@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from controller_policy.strategies.registry import is_weight_sharing
 from nas_operator.loop import EventReason, LoopEvent, SearchLoop
 from nas_operator.retrained import SCORE_LABEL, scored_by
 
@@ -42,14 +43,14 @@ class ProgressView:
         self.loop = loop
         self.console = console
         self.quiet = quiet or not console.is_terminal
-        self.enas = scored_by(loop.spec.strategy.type) == "supernet"  # enas, darts: one trial
+        self.weight_sharing = is_weight_sharing(loop.spec.strategy.type)  # one trial: count epochs
         self.epochs_done = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
     @property
     def total(self) -> int:
-        if self.enas:
+        if self.weight_sharing:
             return self.loop.spec.trial.training.epochs
         return self.loop.spec.budget.max_trials()
 
@@ -63,7 +64,7 @@ class ProgressView:
             console=self.console, refresh_per_second=2, transient=False,
         )  # fmt: skip
         self._task = self._progress.add_task(
-            "epochs" if self.enas else "trials", total=self.total, running=0, best="-")
+            "epochs" if self.weight_sharing else "trials", total=self.total, running=0, best="-")
         self._progress.start()
         self.refresh()
 
@@ -79,7 +80,7 @@ class ProgressView:
 
     def __call__(self, event: LoopEvent) -> None:
         final = self.stage(event.trial) == "final"
-        if event.reason == EventReason.TRIAL_EPOCH and (self.enas or final):
+        if event.reason == EventReason.TRIAL_EPOCH and (self.weight_sharing or final):
             epoch = event.data.get("epoch")
             if isinstance(epoch, int):
                 if not final:
@@ -93,7 +94,7 @@ class ProgressView:
         self.refresh()
 
     def done_count(self) -> int:
-        if self.enas:
+        if self.weight_sharing:
             return self.epochs_done
         t = self.loop.status().trials
         return t.succeeded + t.failed + t.cancelled
@@ -121,10 +122,10 @@ class ProgressView:
             label = ("retrained alone" if stage == "final"
                      else SCORE_LABEL[scored_by(self.loop.spec.strategy.type)])
             line = f"{event.message} ({scores}; {label})" if scores else event.message
-            if stage == "search" and not self.enas:
+            if stage == "search" and not self.weight_sharing:
                 return f"{prefix} [{self.done_count()}/{self.total}] {line}"
             return f"{prefix} {line}"
-        if event.reason == EventReason.TRIAL_FAILED and not self.enas:
+        if event.reason == EventReason.TRIAL_FAILED and not self.weight_sharing:
             return f"{prefix} [{self.done_count()}/{self.total}] {event.message}"
         return f"{prefix} {event.message}"
 
