@@ -13,6 +13,7 @@ import pytest
 import yaml
 from test_local_run import (
     REPO,
+    OutputTail,
     Processes,
     checkpoint_facts,
     csv_rows,
@@ -139,12 +140,12 @@ def test_local_enas_example_runs_as_one_trainer_with_progress_resume_and_a_deriv
     spec["finalTraining"]["training"]["epochs"] = 1
     search = write_yaml(tmp_path / "enas.yaml", doc)
     out = tmp_path / "run"
-    log = out / "trials" / "local-enas-micro-t0000" / "a0" / "output.log"
 
     first = processes.start(["run", str(search), "--out", str(out), "--quiet"], out)
-    wait_for(lambda: log.exists() and "epoch 1/2" in log.read_text(), 120, "ENAS epoch 1")
+    tail = OutputTail(first)
+    tail.wait_for("epoch 1/2:", 120)  # the runner has seen the supernet's first epoch
     first.send_signal(signal.SIGINT)
-    output, _ = first.communicate(timeout=60)
+    output = tail.finish(timeout=60)
     assert first.returncode == 130, output
     assert "epoch 1/2:" in output and "resume with" in output
     assert live_trainers(out) == []

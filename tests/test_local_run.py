@@ -109,6 +109,31 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+class OutputTail:
+    """Every line a runner prints, read by a thread as it comes, so a test can wait for what
+    the runner itself printed (a trainer's log line reaches the runner's output later)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        wait_for(lambda: any(text in line for line in self.lines), timeout, repr(text))
+
+    def finish(self, timeout: float) -> str:
+        """Wait for the process to exit and return all it printed."""
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return "".join(self.lines)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
