@@ -24,7 +24,7 @@ from bench.table import format_table
 from controller_policy.contract import TrialDocument
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.enas.search import EnasSearch
-from nas_trainer.loop import TrialContext
+from nas_trainer.epochs import TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import setup_runtime
 

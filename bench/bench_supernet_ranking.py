@@ -81,7 +81,7 @@ def enas_search(seed: int, epochs: int, controller_steps: int, controller_batch:
     from controller_policy.contract import TrialDocument
     from nas_trainer.checkpoint import StopRequest
     from nas_trainer.enas.search import EnasSearch
-    from nas_trainer.loop import TrialContext
+    from nas_trainer.epochs import TrialContext
     from nas_trainer.reporter import Reporter
     from nas_trainer.runtime import setup_runtime
 

@@ -30,7 +30,7 @@ from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import DATA_SPLIT_SEED, build_child
 from nas_trainer.datasets import ImageData, load_dataset
-from nas_trainer.loop import TrialContext
+from nas_trainer.epochs import TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import seed_everything, setup_runtime
 from nas_trainer.train_image import steps_per_epoch, train_image

@@ -85,7 +85,7 @@ def train_child(space_type: str, space_options: dict[str, Any], tokens: Sequence
     from controller_policy.contract import TrialDocument
     from nas_trainer.checkpoint import StopRequest
     from nas_trainer.cli import run_trial
-    from nas_trainer.loop import TrialContext
+    from nas_trainer.epochs import TrialContext
     from nas_trainer.reporter import Reporter
     from nas_trainer.runtime import setup_runtime
 

@@ -24,7 +24,7 @@ from nas_trainer.darts.collective import Collective
 from nas_trainer.darts.derive import derive_cell, derive_tokens, skip_edges
 from nas_trainer.darts.search import DartsSearch
 from nas_trainer.darts.supernet import CANDIDATES, IDENTITY, DartsSupernet, edge_count
-from nas_trainer.loop import Interrupted, TrialContext
+from nas_trainer.epochs import Interrupted, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import ConfigError, setup_runtime
 from nas_trainer.train_image import classification_loss

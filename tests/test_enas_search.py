@@ -18,7 +18,7 @@ from controller_policy.contract import TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import CHECKPOINT_FILE, EXIT_INTERRUPTED, StopRequest
 from nas_trainer.enas.search import EnasSearch
-from nas_trainer.loop import Interrupted, TrainResult, TrialContext
+from nas_trainer.epochs import Interrupted, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import ConfigError, setup_runtime
 

@@ -82,7 +82,7 @@ GRAPH = project_graph()
 def test_the_graph_covers_the_three_packages() -> None:
     tops = {name.split(".")[0] for name in GRAPH}
     assert tops == set(PACKAGES)
-    assert "nas_operator.kube.controller" in GRAPH and GRAPH["nas_operator.kube.controller"]
+    assert "nas_operator.kube.supervisor" in GRAPH and GRAPH["nas_operator.kube.supervisor"]
 
 
 @pytest.mark.parametrize(("package", "forbidden"), [

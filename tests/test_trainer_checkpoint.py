@@ -25,7 +25,7 @@ from nas_trainer.checkpoint import (
 )
 from nas_trainer.child import build_child
 from nas_trainer.cli import run_and_summarize
-from nas_trainer.loop import Interrupted, TrainResult, TrialContext
+from nas_trainer.epochs import Interrupted, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import ConfigError, setup_runtime
 from nas_trainer.train_image import train_image

@@ -16,7 +16,7 @@ from controller_policy.spaces import make_space
 from controller_policy.spaces.zoph_le_rnn import NASCELL_TOKENS
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import build_child
-from nas_trainer.loop import TrainResult, TrialContext
+from nas_trainer.epochs import TrainResult, TrialContext
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import setup_runtime
 from nas_trainer.train_image import train_image

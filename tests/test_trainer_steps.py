@@ -12,7 +12,7 @@ from controller_policy.contract import TrainingSpec, TrialDocument
 from controller_policy.spaces import make_space
 from nas_trainer.checkpoint import StopRequest
 from nas_trainer.child import build_child
-from nas_trainer.loop import TrialContext
+from nas_trainer.epochs import TrialContext
 from nas_trainer.optim import build_optimizer
 from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import setup_runtime

@@ -31,7 +31,7 @@ from controller_policy.contract import (
 from controller_policy.strict import format_validation_error
 from nas_trainer.checkpoint import EXIT_INTERRUPTED, StopRequest
 from nas_trainer.datasets.errors import DatasetError
-from nas_trainer.loop import Interrupted, TrainingFailed, TrainResult, TrialContext
+from nas_trainer.epochs import Interrupted, TrainingFailed, TrainResult, TrialContext
 from nas_trainer.reporter import Reporter, log_to_stderr
 from nas_trainer.runtime import ConfigError, setup_runtime
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from nas_trainer.enas.search import EnasSearch
-from nas_trainer.loop import TrainResult, TrialContext
+from nas_trainer.epochs import TrainResult, TrialContext
 
 
 def run_enas(ctx: TrialContext) -> TrainResult:

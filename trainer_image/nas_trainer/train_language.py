@@ -20,7 +20,7 @@ from torch import nn
 from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import Checkpointer
 from nas_trainer.datasets import TextData
-from nas_trainer.loop import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
+from nas_trainer.epochs import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
 from nas_trainer.runtime import ConfigError, Runtime, eval_mode
 

@@ -1,6 +1,6 @@
 """The kopf handlers: thin adapters from kopf's callbacks to the controllers and the tracker.
 
-* a daemon per NASSearch runs its ``SearchController`` (the search loop lives
+* a daemon per NASSearch runs its ``SearchSupervisor`` (the search loop lives
   inside it and dies with it);
 * a spec change goes to that controller (live budget, suspend, trial template);
 * Job and trainer-Pod events go to the ``JobTracker`` (started / exited / lost);
@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from nas_operator.kube.controller import SearchController
+from nas_operator.kube.supervisor import SearchSupervisor
 from nas_operator.kube.labels import (
     GROUP,
     LABEL_ROLE,
@@ -41,7 +41,7 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
                  cancellation_backoff=DAEMON_STOP_GRACE,
                  cancellation_timeout=DAEMON_CANCEL_TIMEOUT)
     async def search_daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        await SearchController(runtime, _plain(body)).run(stopped)
+        await SearchSupervisor(runtime, _plain(body)).run(stopped)
 
     @kopf.on.update(GROUP, VERSION, SEARCH_PLURAL, id="spec", field="spec", registry=registry)
     async def spec_changed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:

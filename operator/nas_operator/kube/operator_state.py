@@ -28,7 +28,7 @@ STARTUP_GRACE = 30.0
 
 
 class RunningSearch(Protocol):
-    """What the runtime asks of a search's controller (``kube/controller.py``)."""
+    """What the runtime asks of a search's controller (``kube/supervisor.py``)."""
 
     @property
     def starting(self) -> bool:
@@ -68,7 +68,7 @@ class OperatorRuntime:
     tracker: JobTracker = dataclasses.field(init=False)
     events: EventRecorder = dataclasses.field(init=False)
     controllers: dict[tuple[str, str], RunningSearch] = dataclasses.field(default_factory=dict)
-    """Live ``SearchController`` s (``kube/controller.py``) by (namespace, name)."""
+    """Live ``SearchSupervisor`` s (``kube/supervisor.py``) by (namespace, name)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     exiting: bool = False
     """Set when the operator is shutting down: reports are retried against the next one."""

@@ -1,7 +1,7 @@
 """What the search loop tells the world: one enum of reasons, the event, and the bus.
 
 Why one enum: the Kubernetes Events and NASTrial writes (``kube/status.py``,
-``kube/controller.py``), the local progress lines and the run folder
+``kube/supervisor.py``), the local progress lines and the run folder
 (``local/progress.py``, ``local/recorder.py``) all react to the same reasons, so
 they are spelled once here (a ``StrEnum``: each member equals its CamelCase text).
 """

@@ -20,7 +20,7 @@ from nas_trainer.checkpoint import Progress
 from nas_trainer.darts.collective import AveragingOptimizer, Collective
 from nas_trainer.darts.search import AgreedStop
 from nas_trainer.enas.search import EnasSearch, EpochTally
-from nas_trainer.loop import EpochLoop, TrialContext
+from nas_trainer.epochs import EpochLoop, TrialContext
 from nas_trainer.runtime import ConfigError
 
 

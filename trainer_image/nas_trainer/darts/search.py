@@ -37,7 +37,7 @@ from nas_trainer.darts.derive import alpha_entropy, derive_tokens, skip_edges
 from nas_trainer.darts.supernet import DartsSupernet
 from nas_trainer.datasets import ImageData, load_dataset
 from nas_trainer.enas.tasks import VAL_BATCH_SALT
-from nas_trainer.loop import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
+from nas_trainer.epochs import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
 from nas_trainer.runtime import ConfigError, seed_everything
 from nas_trainer.train_image import epoch_permutation, evaluate_images

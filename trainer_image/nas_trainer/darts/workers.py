@@ -34,7 +34,7 @@ from nas_trainer.darts.collective import (
     Collective,
 )
 from nas_trainer.darts.search import DartsSearch
-from nas_trainer.loop import TrainingFailed, TrainResult, TrialContext
+from nas_trainer.epochs import TrainingFailed, TrainResult, TrialContext
 from nas_trainer.runtime import ConfigError
 
 log = logging.getLogger("nas_trainer")

@@ -38,7 +38,7 @@ from nas_trainer.child import DATA_SPLIT_SEED
 from nas_trainer.datasets import ImageData, load_dataset
 from nas_trainer.enas.build import build_strategy, build_supernet, enas_space
 from nas_trainer.enas.tasks import ImageTask, LanguageTask, Task
-from nas_trainer.loop import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
+from nas_trainer.epochs import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
 from nas_trainer.runtime import seed_everything
 

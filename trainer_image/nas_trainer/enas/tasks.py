@@ -21,7 +21,7 @@ from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import GeneratorState
 from nas_trainer.datasets import ImageData, TextData
 from nas_trainer.enas.shared import SampledChild
-from nas_trainer.loop import TrainingFailed
+from nas_trainer.epochs import TrainingFailed
 from nas_trainer.runtime import Runtime, eval_mode
 from nas_trainer.train_image import epoch_permutation, evaluate_images, steps_per_epoch, train_step
 from nas_trainer.train_language import (

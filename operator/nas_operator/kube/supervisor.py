@@ -1,11 +1,11 @@
 """One NASSearch, from its kopf daemon's start to its stop.
 
-The controller validates the spec, gets the search's key from its Secret,
+The supervisor validates the spec, gets the search's key from its Secret,
 builds a ``SearchLoop`` with the Kubernetes launcher and the ConfigMap
 checkpoint store, wires the status writer, registers the loop with the status
 API, and waits. An invalid spec never raises out of here: it becomes a
 ``SpecValid=False`` condition and a Warning Event that name the field, and the
-controller waits for the next spec change. Spec edits are applied live
+supervisor waits for the next spec change. Spec edits are applied live
 (``apply_spec``). When the daemon stops because the operator exits, the loop
 checkpoints and trials keep running for the next operator to adopt; when the
 search is deleted, garbage collection removes its NASTrials, Jobs, ConfigMaps
@@ -56,7 +56,7 @@ async def _stopped(stopped: kopf.DaemonStopped) -> None:
     await stopped.wait()
 
 
-class SearchController:
+class SearchSupervisor:
     """Runs one NASSearch; ``run`` is the body of its kopf daemon."""
 
     def __init__(self, runtime: OperatorRuntime, body: dict[str, Any]) -> None:
