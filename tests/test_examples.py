@@ -19,7 +19,6 @@ from test_local_run import (
     csv_rows,
     guarded_processes,
     live_trainers,
-    wait_for,
     write_yaml,
 )
 

@@ -28,7 +28,6 @@ from controller_policy.spaces.base import Architecture, SearchSpace
 from controller_policy.strategies.codec import StateCodecError, decode_state, encode_state
 from controller_policy.strict import Strict
 
-
 MAX_ABS_REWARD = 1e18
 """Largest reward magnitude a strategy learns from (squared gradients stay within float32)."""
 

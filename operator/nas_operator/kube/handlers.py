@@ -16,7 +16,6 @@ from typing import Any
 
 import kopf
 
-from nas_operator.kube.supervisor import SearchSupervisor
 from nas_operator.kube.labels import (
     GROUP,
     LABEL_ROLE,
@@ -26,6 +25,7 @@ from nas_operator.kube.labels import (
     VERSION,
 )
 from nas_operator.kube.operator_state import OperatorRuntime
+from nas_operator.kube.supervisor import SearchSupervisor
 
 DAEMON_STOP_GRACE = 20.0
 """Seconds a stopping search may take to write its last checkpoint and statuses."""
