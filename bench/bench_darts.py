@@ -6,7 +6,7 @@ each compute half of it) runs as ``python -m nas_trainer`` with
 of each run is warm-up and left out. Every figure is the mean and standard
 deviation over the timed epochs of all repeats, so the spread shows the noise
 of a shared machine. One worker with two micro-batches computes the same
-weights as two workers (the equivalence test in tests/test_darts_distributed.py),
+weights as two workers (the equivalence test in tests/trainer/test_darts_distributed.py),
 so equal steps mean equal loss there; one worker on the whole batch is the
 plain baseline (batch norm over the whole batch, so a slightly different run).
 

@@ -30,10 +30,11 @@ from bench.table import format_table
 from controller_policy.contract import Report
 from nas_operator.api import parse_search
 from nas_operator.checkpoint import MemoryCheckpointStore
-from nas_operator.launcher import Launcher, LaunchRequest, SimulatedLauncher, SimulatedOutcome
+from nas_operator.launcher import Launcher, LaunchRequest
 from nas_operator.loop import SearchLoop
 from nas_operator.process import tune_garbage_collector
 from nas_operator.status_api import SearchRegistry, StatusServer, create_app
+from nas_operator.testing import SimulatedLauncher, SimulatedOutcome
 
 TRIAL_SECONDS = (5.0, 15.0)
 """Simulated trial length: 1,000 in flight finish about 100 trials per second."""

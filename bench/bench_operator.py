@@ -5,7 +5,7 @@ Three processes, so that each figure belongs to what it names:
 * the **operator** (this process): the real entry point ``nas_operator.kube.main.run``:
   kopf with the kubenas handlers, the status API, the search loop, the Kubernetes
   launcher, NASTrial/Job/ConfigMap/Secret/Event writes;
-* the **API server**: the test suite's emulator (``tests/kube_emulator.py``) serving
+* the **API server**: the test suite's emulator (``tests/support/kube_emulator.py``) serving
   the generated CRDs, in a child process;
 * the **cluster** (in that child process, its own thread): for every Job the
   operator creates it plays the trainer, which POSTs its final report to the
@@ -58,7 +58,8 @@ def fast_emulator_class() -> type:
     response is written as kmock would (JSON, or one JSON event per line for watches).
     """
     import aiohttp.web
-    import kube_emulator
+
+    from tests.support import kube_emulator
 
     class FastEmulator(kube_emulator.KubeEmulator):  # type: ignore[misc, valid-type]
         async def _handle(self, request: Any) -> Any:
@@ -90,8 +91,7 @@ def fast_emulator_class() -> type:
 
 def serve() -> None:
     """Child process: serve the emulator, play the cluster; answer 'stats' on stdin."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from kube_emulator import EmulatorThread, load_crd_manifests
+    from tests.support.kube_emulator import EmulatorThread, load_crd_manifests
 
     emulator = fast_emulator_class()(crds=load_crd_manifests(REPO / "crds"),
                                      history_limit=200_000)
@@ -137,7 +137,8 @@ class BenchCluster:
 
     async def _main(self) -> None:
         import aiohttp
-        from kube_emulator import JOBS, KubeClient
+
+        from tests.support.kube_emulator import JOBS, KubeClient
 
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
             self.session = session
@@ -166,9 +167,8 @@ class BenchCluster:
                     continue
 
     async def _key(self, namespace: str, search: str) -> bytes:
-        from kube_emulator import SECRETS
-
         from nas_operator.tokens import decode_key
+        from tests.support.kube_emulator import SECRETS
 
         if (namespace, search) not in self._keys:
             secret = await self.server.call(self.server.emulator.find_object, SECRETS,
@@ -180,9 +180,8 @@ class BenchCluster:
         return self._keys[(namespace, search)]
 
     async def _play(self, job: dict[str, Any]) -> None:
-        from kube_emulator import JOBS
-
         from nas_operator.tokens import trial_token
+        from tests.support.kube_emulator import JOBS
 
         try:
             meta = job["metadata"]

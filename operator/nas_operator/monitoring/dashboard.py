@@ -3,7 +3,7 @@
 This module is the only source of the dashboard: ``make dashboards`` writes its JSON to
 ``helm/dashboards/kubenas.json`` and to the chart's copy, and a test keeps both equal to
 ``render()``. Every panel's PromQL is evaluated against a real Prometheus scraping a real
-search in tests/test_prometheus_dashboard.py; why this library, in docs/monitoring.md.
+search in tests/monitoring/test_prometheus_dashboard.py; why this library, in docs/monitoring.md.
 
 Pure: no Kubernetes, no network; the metric names are those of ``nas_operator.metrics``.
 

@@ -1,0 +1,1 @@
+"""Tests of the bench layer (docs/testing.md §1)."""

@@ -1,0 +1,1 @@
+"""Tests of the core layer (docs/testing.md §1)."""

@@ -1,0 +1,1 @@
+"""Tests of the deploy layer (docs/testing.md §1)."""

@@ -1,0 +1,1 @@
+"""Tests of the local layer (docs/testing.md §1)."""

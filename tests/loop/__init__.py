@@ -1,0 +1,1 @@
+"""Tests of the loop layer (docs/testing.md §1)."""

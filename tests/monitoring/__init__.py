@@ -1,0 +1,1 @@
+"""Tests of the monitoring layer (docs/testing.md §1)."""

@@ -1,0 +1,1 @@
+"""Tests of the operator layer (docs/testing.md §1)."""

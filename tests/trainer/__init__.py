@@ -1,0 +1,1 @@
+"""Tests of the trainer layer (docs/testing.md §1)."""
