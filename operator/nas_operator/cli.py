@@ -129,12 +129,12 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from nas_operator.api import SpecError, load_search_yaml
+    from nas_operator.api import SpecError, load_search_yaml, require_trainer
 
     worst = 0
     for path in args.files:
         try:
-            search = load_search_yaml(path.read_text())
+            search = require_trainer(load_search_yaml(path.read_text()))
         except OSError as exc:
             console.print(f"{path}: cannot read: {exc.strerror or exc}", highlight=False,
                           markup=False)

@@ -102,6 +102,9 @@ class SearchSpace(ABC):
     controller_defaults: ClassVar[Mapping[str, Any]] = {}
     """The paper's controller settings (``PolicyConfig`` field names, batch size m included),
     laid under the user's by strategies that use a controller."""
+    builtin_trainer: ClassVar[bool] = True
+    """Whether kubenas's own trainer builds and trains this space's models (a custom space
+    needs the user's own training code)."""
     enas_steps_per_epoch: ClassVar[int | None] = None
     """Controller steps per epoch of weight sharing; None: no supernet, so no ``enas``."""
 

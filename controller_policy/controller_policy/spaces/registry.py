@@ -21,6 +21,7 @@ BUILTIN_SPACES = (
     "controller_policy.spaces.enas_macro",
     "controller_policy.spaces.enas_micro",
     "controller_policy.spaces.enas_rnn",
+    "controller_policy.spaces.custom",
 )
 """Modules of the papers' spaces, in the order the spec and the CRD list them."""
 

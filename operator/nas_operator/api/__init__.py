@@ -21,7 +21,7 @@ from nas_operator.api.constants import (
 )
 from nas_operator.api.defaults import space_class, strategy_class
 from nas_operator.api.errors import SpecError, format_validation_error
-from nas_operator.api.parse import load_search_yaml, parse_search, parse_spec
+from nas_operator.api.parse import load_search_yaml, parse_search, parse_spec, require_trainer
 from nas_operator.api.resources import (
     BudgetSpec,
     FinalTrainingSpec,
@@ -58,5 +58,6 @@ __all__ = [
     "ObjectMeta", "SearchPhase", "SearchProgress", "SearchSpaceSpec", "SpaceType", "SpecError",
     "StrategySpec", "StrategyType", "Toleration", "TrialCounts", "TrialDataset", "TrialPhase",
     "TrialResult", "TrialSpec", "TrialStage", "format_validation_error", "load_search_yaml",
-    "parse_duration", "parse_search", "parse_spec", "space_class", "strategy_class",
+    "parse_duration", "parse_search", "parse_spec", "require_trainer", "space_class",
+    "strategy_class",
 ]

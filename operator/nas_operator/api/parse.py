@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from nas_operator.api.errors import SpecError, format_validation_error
 from nas_operator.api.resources import NASSearch, NASSearchSpec
+from nas_operator.api.validation import trainer_problems
 
 
 def parse_search(obj: Any) -> NASSearch:
@@ -23,6 +24,14 @@ def parse_search(obj: Any) -> NASSearch:
         return NASSearch.model_validate(dict(obj))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, "")) from None
+
+
+def require_trainer(search: NASSearch) -> NASSearch:
+    """``search`` if a trainer can run its trials, else ``SpecError`` (``trainer_problems``)."""
+    problems = trainer_problems(search.spec)
+    if problems:
+        raise SpecError(problems)
+    return search
 
 
 def parse_spec(obj: Any) -> NASSearchSpec:

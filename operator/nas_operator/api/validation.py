@@ -130,6 +130,26 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
     return errors
 
 
+def trainer_problems(spec: NASSearchSpec) -> list[str]:
+    """Why no trainer can run this spec's trials, one line each (empty when one can).
+
+    Kept apart from ``cross_checks`` so that a search driven without a trainer (the
+    simulated launcher of the tests, a strategy on its own) still validates; the entry
+    points that would start kubenas's own trainer call it: ``kubenas validate``,
+    ``kubenas run`` and the operator. The one place to relax once a spec can name its
+    own training code.
+    """
+    space = spec.searchSpace.type
+    cls = space_class(space)
+    if cls is None or cls.builtin_trainer:
+        return []
+    return [
+        f"spec.searchSpace.type: {space!r} describes your own model family, which kubenas's "
+        "built-in trainer cannot build or train; this version runs only the built-in trainer, "
+        "so use one of the papers' spaces (zoph-le-cnn, nasnet, enas-macro, ...) for now"
+    ]
+
+
 def _strategy_config_problems(spec: NASSearchSpec) -> list[str]:
     if spec.strategy.type == DARTS:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from nas_operator.api import SpecError, parse_search, parse_spec
+from nas_operator.api import SpecError, parse_search, parse_spec, require_trainer
 from nas_operator.checkpoint import CheckpointError
 from nas_operator.kube.api import NASTRIALS, ApiError
 from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
@@ -129,7 +129,7 @@ class SearchSupervisor:
         """Build and start the loop; False (after reporting why) when the spec is unusable."""
         rt = self.runtime
         try:
-            search = parse_search(self._as_document())
+            search = require_trainer(parse_search(self._as_document()))
         except SpecError as exc:
             await self._report_invalid("InvalidSpec", exc.errors)
             return False

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from rich.console import Console
 
-from nas_operator.api import NASSearch, SpecError, load_search_yaml
+from nas_operator.api import NASSearch, SpecError, load_search_yaml, require_trainer
 from nas_operator.checkpoint import CheckpointError, DirectoryCheckpointStore
 from nas_operator.local.launcher import GRACE_SECONDS, LocalLauncher
 from nas_operator.local.output import CHECKPOINT_KEY, RunFolder, RunFolderError, RunSettings
@@ -128,7 +128,7 @@ def _load(path: Path) -> NASSearch:
     except OSError as exc:
         raise RunError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        return load_search_yaml(text)
+        return require_trainer(load_search_yaml(text))
     except SpecError as exc:
         raise RunError([f"{path}: invalid NASSearch:", *(f"  {e}" for e in exc.errors)]) from None
 
