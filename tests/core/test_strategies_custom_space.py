@@ -1,17 +1,21 @@
 """Every strategy on a custom space (repeats, input selection, conditions): each proposal is
 a member of the space, the same seed gives the same search, and a checkpoint taken
-mid-search (proposals in flight, rewards not yet applied) continues bit-for-bit."""
+mid-search (proposals in flight, rewards not yet applied) continues bit-for-bit; the
+controller emits 0 for an absent decision and its probabilities stay a distribution."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
 import pytest
+import torch
 from test_strategies_state import assert_same_state, drive
 
-from controller_policy.spaces import make_space
+from controller_policy.spaces import InvalidArchitecture, make_space
 from controller_policy.strategies import make_strategy
+from controller_policy.strategies.controller import Controller
 
 OPTIONS = {"decisions": [
     {"name": "depth", "choices": ["shallow", "deep"]},
@@ -71,3 +75,34 @@ def test_checkpoint_mid_search_continues_bit_for_bit(kind: str) -> None:
     env2.setstate(env_state)
     assert drive(restored, env2, list(flight), 40) == expected
     assert_same_state(strategy.state_dict(), restored.state_dict())
+
+
+def test_the_controller_never_gives_an_absent_decision_a_value_and_sums_to_one() -> None:
+    # No maxInputs: every draw is a member, and the members' probabilities add up to 1.
+    space = make_space("custom", {"decisions": [
+        {"name": "a", "choices": ["x", "y"]},
+        {"name": "b", "choices": [1, 2, 3], "when": {"a": ["x"]}},
+        {"name": "s", "repeat": 3, "decisions": [
+            {"name": "w", "choices": [True, False]},
+            {"name": "k", "choices": [1, 3], "when": {"b": [1, 2]}},
+            {"name": "in", "inputs": {}, "when": {"w": [True]}}]}]})
+    controller = Controller(space.steps, hidden_size=8, seed=3)
+    tokens, log_prob, _ = controller.sample(torch.Generator().manual_seed(0), 300)
+    for row in tokens.tolist():
+        space.validate_tokens(row)
+    scored, _ = controller.evaluate(tokens)
+    assert torch.allclose(scored, log_prob, atol=1e-5)
+    members = [space.encode(space.decode(t)) for t in _all_members(space)]
+    assert len(members) == space.size()
+    total = controller.evaluate(members)[0].exp().sum().item()
+    assert abs(total - 1.0) < 1e-5
+
+
+def _all_members(space) -> list[list[int]]:
+    out = []
+    for tokens in itertools.product(*(range(slot.num_values) for slot in space.slots)):
+        try:
+            out.append(space.validate_tokens(list(tokens)))
+        except InvalidArchitecture:
+            pass
+    return out

@@ -9,6 +9,11 @@ decision sequence an RL controller emits (docs/papers.md §5). Two kinds of step
   "filter height" decision); a choice may allow fewer values than the largest
   member of its group (e.g. "which earlier node" grows with the node index), so
   the controller masks logits ``>= len(values)``.
+* Either kind may carry ``when``: (token position, allowed tokens) pairs that must all
+  hold for the step to exist (a custom space's conditions, flattened so that a
+  step's own conditions include those of the steps it reads). An absent step's
+  tokens are 0; the controller then emits 0 with probability 1 and scores nothing
+  there, so it never proposes an absent decision with a value.
 * ``Anchor`` - a layer's anchor point (Zoph & Le skip connections, ENAS macro).
   The controller takes one LSTM step here and records the hidden state as this
   anchor; then it emits one *binary* token per entry of ``sources`` (earlier
@@ -44,6 +49,10 @@ class InvalidArchitecture(ValueError):
     """
 
 
+Condition = tuple[tuple[int, frozenset[int]], ...]
+"""(token position, allowed tokens) pairs that must all hold for a step to exist."""
+
+
 @dataclass(frozen=True)
 class Choice:
     """One categorical decision: a token in ``range(len(values))``."""
@@ -51,6 +60,7 @@ class Choice:
     name: str
     group: str
     values: tuple[Any, ...]
+    when: Condition = ()
 
     @property
     def num_tokens(self) -> int:
@@ -64,6 +74,7 @@ class Anchor:
     name: str
     index: int
     sources: tuple[int, ...]
+    when: Condition = ()
 
     @property
     def num_tokens(self) -> int:

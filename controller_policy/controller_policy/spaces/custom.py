@@ -12,7 +12,10 @@ does not hold is *inactive*, and its tokens must be 0 (all bits 0), so a genotyp
 has exactly one token list and back. A draw that breaks a rule (an inactive
 position not 0, more inputs than ``maxInputs``) is not a member of the space; the
 strategies draw again (``strategies.sampling``). Uniform sampling here never
-breaks one: each active decision is drawn uniformly, in order.
+breaks one (each active decision is drawn uniformly, in order), and the controller
+never proposes an inactive decision with a value: each step carries its condition
+(``when``) and the controller emits 0 there, so only ``maxInputs`` can make a
+controller draw again.
 
 Genotype: ``{"space": "custom", name: value, block: [{name: value, ...}, ...]}``,
 inactive decisions absent, an input selection a sorted list of earlier repeats.
@@ -30,6 +33,7 @@ from typing import Any, ClassVar
 from controller_policy.spaces.base import (
     Anchor,
     Choice,
+    Condition,
     InvalidArchitecture,
     SearchSpace,
     Slot,
@@ -130,17 +134,30 @@ class CustomSpace(SearchSpace):
     def units(self) -> tuple[Unit, ...]:
         return tuple(_expand(self.options.decisions))
 
+    @cached_property
+    def gates(self) -> tuple[Condition, ...]:
+        """Per unit, its condition on token positions, with the conditions of the decisions
+        it reads folded in (so one check says whether it exists)."""
+        out: list[dict[int, frozenset[int]]] = []
+        for u in self.units:
+            gate: dict[int, frozenset[int]] = {}
+            for j, allowed in u.conds:
+                for pos, ok in [*out[j].items(), (self.units[j].position, allowed)]:
+                    gate[pos] = gate[pos] & ok if pos in gate else ok
+            out.append(gate)
+        return tuple(tuple(sorted(g.items())) for g in out)
+
     def build_steps(self) -> list[Step]:
         steps: list[Step] = []
         anchors: dict[tuple[str | None, str], list[int]] = {}
         count = 0
-        for u in self.units:
+        for u, gate in zip(self.units, self.gates, strict=True):
             if not u.is_inputs:
                 group = u.name if u.block is None else f"{u.block}.{u.name}"
-                steps.append(Choice(u.path, group, u.values))
+                steps.append(Choice(u.path, group, u.values, gate))
                 continue
             earlier = anchors.setdefault((u.block, u.name), [])
-            steps.append(Anchor(u.path, count, tuple(earlier)))
+            steps.append(Anchor(u.path, count, tuple(earlier), gate))
             earlier.append(count)
             count += 1
         return steps

@@ -9,6 +9,12 @@ input is then the mean of the selected anchors' states (the ENAS code's rule,
 [C]; Zoph & Le do not say what is fed back after a skip decision). An anchor
 without sources feeds the start embedding back, as the ENAS code does for layer 0.
 
+A step with a condition (``when``, a custom space's conditional decision) that does
+not hold for the tokens before it is absent: its tokens are 0 with probability 1,
+it adds nothing to the log-probability, entropy or skip KL, and the next input is
+what token 0 would give. The LSTM still takes the step, so the structure stays the
+same for every sequence and batching is unchanged.
+
 Logits are transformed as ``c * tanh(u / T)`` (ENAS: c = 2.5, T = 5 [P]); both
 are optional. Everything is batched: every sequence of a space has the same step
 structure. Sampling must go step by step; scoring given tokens (the update's hot
@@ -45,16 +51,31 @@ class Trace(NamedTuple):
     """Sum over skip tokens of KL(Bernoulli(p) || Bernoulli(skip_target)); zero without a target."""
 
 
+Gate = tuple[tuple[int, Tensor], ...]
+"""A step's condition: (token position, allowed tokens as a tensor) pairs."""
+
+
 @dataclass(frozen=True)
 class _ChoiceOp:
     group: int
     num_values: int
+    when: Gate = ()
 
 
 @dataclass(frozen=True)
 class _AnchorOp:
     index: int
     sources: tuple[int, ...]
+    when: Gate = ()
+
+
+def _present(op: _ChoiceOp | _AnchorOp, tokens: Tensor) -> Tensor | None:
+    """(B,) bool: where the step exists given these tokens; None where it always does."""
+    mask: Tensor | None = None
+    for pos, allowed in op.when:
+        hit = torch.isin(tokens[:, pos], allowed)
+        mask = hit if mask is None else mask & hit
+    return mask
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,7 @@ class _Run:
     emb_groups: tuple[tuple[int, Tensor], ...]  # (group, positions in run) fed as next inputs
     emb_order: Tensor  # restores run order after concatenating per-group embeddings
     heads: tuple[tuple[int, int, Tensor], ...]  # (group, width, positions in run)
+    gated: bool = False  # some choice in the run has a condition
 
 
 class Controller(nn.Module):
@@ -99,6 +121,7 @@ class Controller(nn.Module):
             1 if isinstance(op, _ChoiceOp) else len(op.sources) for op in self._plan
         )
         self.has_skips = any(isinstance(op, _AnchorOp) and op.sources for op in self._plan)
+        self.has_conditions = any(op.when for op in self._plan)
         self._segments = _segments(self._plan)
 
         h = hidden_size
@@ -164,8 +187,10 @@ class Controller(nn.Module):
         anchors_w: dict[int, Tensor],
         bits: Tensor | None,
         uniforms: Tensor | None,
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Skip tokens of one anchor: (bits, log_prob, entropy, kl, next input)."""
+        """Skip tokens of one anchor: (bits, log_prob, entropy, kl, next input); where the
+        anchor is absent (``present`` False) its bits are 0 and it scores nothing."""
         prev = torch.stack([anchors_w[s] for s in op.sources], dim=1)  # (B, k, H)
         query = F.linear(h, self.w_curr).unsqueeze(1)
         u = self._transform((torch.tanh(prev + query) * self.v_attn).sum(-1))  # (B, k)
@@ -173,6 +198,8 @@ class Controller(nn.Module):
         if bits is None:
             assert uniforms is not None
             bits = (uniforms < p).long()
+        if present is not None:
+            bits = bits * present.unsqueeze(1)
         logp_on, logp_off = F.logsigmoid(u), F.logsigmoid(-u)
         fb = bits.to(u.dtype)
         log_prob = (fb * logp_on + (1 - fb) * logp_off).sum(1)
@@ -182,6 +209,9 @@ class Controller(nn.Module):
             kl = (p * (logp_on - math.log(rho)) + (1 - p) * (logp_off - math.log(1 - rho))).sum(1)
         else:
             kl = torch.zeros_like(log_prob)
+        if present is not None:
+            gate = present.to(u.dtype)
+            log_prob, entropy, kl = log_prob * gate, entropy * gate, kl * gate
         hs = torch.stack([anchors_h[s] for s in op.sources], dim=1)
         x = (fb.unsqueeze(2) * hs).sum(1) / (1.0 + fb.sum(1, keepdim=True))
         return bits, log_prob, entropy, kl, x
@@ -210,6 +240,8 @@ class Controller(nn.Module):
         anchors_w: dict[int, Tensor] = {}
         out: list[Tensor] = []
         log_prob = entropy = skip_kl = self.start.new_zeros(batch)
+        # Tokens so far, for the conditions of later steps (only spaces that have some).
+        drawn = torch.zeros(batch, self.num_tokens, dtype=torch.long) if self.has_conditions else None
         pos = 0
         for op in self._plan:
             for layer, (w_ih, w_hh, b) in enumerate(weights):
@@ -222,8 +254,17 @@ class Controller(nn.Module):
                 logp_all = F.log_softmax(self._transform(u), dim=1)
                 probs = logp_all.exp()
                 tok = (probs.cumsum(1) < uniforms[:, pos : pos + 1]).sum(1).clamp_(max=n - 1)
-                log_prob = log_prob + logp_all.gather(1, tok.unsqueeze(1)).squeeze(1)
-                entropy = entropy - (probs * logp_all).sum(1)
+                present = _present(op, drawn) if drawn is not None and op.when else None
+                if present is None:
+                    log_prob = log_prob + logp_all.gather(1, tok.unsqueeze(1)).squeeze(1)
+                    entropy = entropy - (probs * logp_all).sum(1)
+                else:
+                    gate = present.to(logp_all.dtype)
+                    tok = tok * present
+                    log_prob = log_prob + logp_all.gather(1, tok.unsqueeze(1)).squeeze(1) * gate
+                    entropy = entropy - (probs * logp_all).sum(1) * gate
+                if drawn is not None:
+                    drawn[:, pos] = tok
                 x = F.embedding(tok, emb[op.group])
                 out.append(tok.unsqueeze(1))
                 pos += 1
@@ -233,10 +274,13 @@ class Controller(nn.Module):
                 x = start
                 continue
             k = len(op.sources)
+            present = _present(op, drawn) if drawn is not None and op.when else None
             bits, lp, ent, kl, x = self._skips(
-                op, h, anchors_h, anchors_w, None, uniforms[:, pos : pos + k]
+                op, h, anchors_h, anchors_w, None, uniforms[:, pos : pos + k], present
             )
             log_prob, entropy, skip_kl = log_prob + lp, entropy + ent, skip_kl + kl
+            if drawn is not None:
+                drawn[:, pos : pos + k] = bits
             out.append(bits)
             pos += k
         toks = torch.cat(out, dim=1) if out else torch.zeros(batch, 0, dtype=torch.long)
@@ -255,6 +299,7 @@ class Controller(nn.Module):
         anchors_h: dict[int, Tensor] = {}
         anchors_w: dict[int, Tensor] = {}
         log_prob = entropy = skip_kl = self.start.new_zeros(batch)
+        gates = self._gates(tokens) if self.has_conditions else None
         for seg in self._segments:
             if isinstance(seg, _Run):
                 k = len(seg.ops)
@@ -270,8 +315,13 @@ class Controller(nn.Module):
                     u = F.linear(outs.index_select(0, idx), heads_w[g][:n], heads_b[g][:n])
                     logp_all = F.log_softmax(self._transform(u), dim=2)  # (len, B, n)
                     picked = toks[:, idx].t().unsqueeze(2)
-                    log_prob = log_prob + logp_all.gather(2, picked).squeeze(2).sum(0)
-                    entropy = entropy - (logp_all.exp() * logp_all).sum((0, 2))
+                    if gates is None or not seg.gated:
+                        log_prob = log_prob + logp_all.gather(2, picked).squeeze(2).sum(0)
+                        entropy = entropy - (logp_all.exp() * logp_all).sum((0, 2))
+                        continue
+                    gate = gates[:, seg.start + idx].t()  # (len, B)
+                    log_prob = log_prob + (logp_all.gather(2, picked).squeeze(2) * gate).sum(0)
+                    entropy = entropy - ((logp_all.exp() * logp_all).sum(2) * gate).sum(0)
                 x = F.embedding(toks[:, k - 1], emb[seg.ops[-1].group])
                 continue
             op, pos = seg
@@ -282,9 +332,26 @@ class Controller(nn.Module):
                 x = start
                 continue
             bits = tokens[:, pos : pos + len(op.sources)]
-            _, lp, ent, kl, x = self._skips(op, top, anchors_h, anchors_w, bits, None)
+            present = _present(op, tokens) if op.when else None
+            _, lp, ent, kl, x = self._skips(op, top, anchors_h, anchors_w, bits, None, present)
             log_prob, entropy, skip_kl = log_prob + lp, entropy + ent, skip_kl + kl
         return Trace(log_prob, entropy, skip_kl)
+
+    def _gates(self, tokens: Tensor) -> Tensor:
+        """(B, T) float: 1 where a choice's step exists for these tokens, 0 where it is absent."""
+        gates = torch.ones(tokens.shape, dtype=self.start.dtype)
+        pos = 0
+        for op in self._plan:
+            width = 1 if isinstance(op, _ChoiceOp) else len(op.sources)
+            present = _present(op, tokens) if op.when else None
+            if present is not None:
+                gates[:, pos : pos + width] = present.to(gates.dtype).unsqueeze(1)
+            pos += width
+        return gates
+
+
+def _gate(when: tuple[tuple[int, frozenset[int]], ...]) -> Gate:
+    return tuple((pos, torch.tensor(sorted(allowed), dtype=torch.long)) for pos, allowed in when)
 
 
 def _compile(steps: Sequence[Step]) -> tuple[list[_ChoiceOp | _AnchorOp], list[int]]:
@@ -302,7 +369,7 @@ def _compile(steps: Sequence[Step]) -> tuple[list[_ChoiceOp | _AnchorOp], list[i
                 gid = groups[step.group] = len(sizes)
                 sizes.append(0)
             sizes[gid] = max(sizes[gid], len(step.values))
-            plan.append(_ChoiceOp(gid, len(step.values)))
+            plan.append(_ChoiceOp(gid, len(step.values), _gate(step.when)))
         elif isinstance(step, Anchor):
             missing = [s for s in step.sources if s not in seen_anchors]
             if missing:
@@ -310,7 +377,7 @@ def _compile(steps: Sequence[Step]) -> tuple[list[_ChoiceOp | _AnchorOp], list[i
                     f"anchor {step.name!r} reads anchors {missing} that no earlier step records"
                 )
             seen_anchors.add(step.index)
-            plan.append(_AnchorOp(step.index, tuple(step.sources)))
+            plan.append(_AnchorOp(step.index, tuple(step.sources), _gate(step.when)))
         else:
             raise TypeError(f"unknown step type {type(step).__name__}")
     return plan, sizes
@@ -358,4 +425,5 @@ def _make_run(start: int, ops: tuple[_ChoiceOp, ...]) -> _Run:
         emb_groups=tuple((g, torch.tensor(p)) for g, p in emb_pos.items()),
         emb_order=torch.tensor(emb_order, dtype=torch.long),
         heads=tuple((g, n, torch.tensor(p)) for (g, n), p in head_pos.items()),
+        gated=any(op.when for op in ops),
     )
