@@ -50,7 +50,9 @@ _DNS_LABEL = re.compile(DNS_LABEL)
 class SearchSpaceSpec(Strict):
     """Which search space, with its own options."""
 
-    type: SpaceType = Field(description="The search space (docs/papers.md): one of the six spaces.")
+    type: SpaceType = Field(
+        description="The search space: one of the six spaces of the papers (docs/papers.md), "
+        "or custom (your own decisions, docs/custom-spaces.md).")
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="The space's options (layers, blocks, operations, predictStrides, ...); "

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from controller_policy.spaces import custom_options
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.spaces.registry import load_spaces
 from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING
@@ -225,6 +226,33 @@ def search_spec_rules() -> list[dict[str, str]]:
 IMMUTABLE_RULE = "self == oldSelf"
 
 
+def custom_decisions_schema(nested: bool = True) -> dict[str, Any]:
+    """What a schema can say about a custom space's ``options.decisions``: a non-empty list of
+    uniquely named decisions (a block's own decisions one level down); the rest of a decision
+    (choices, range, inputs, when) stays free-form here and is checked by the models."""
+    item: dict[str, Any] = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": custom_options.MAX_NAME,
+                     "pattern": custom_options.NAME.pattern,
+                     "description": "Genotype key: letters, digits, '_' and '-'."},
+        },
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    if nested:
+        item["properties"]["repeat"] = {
+            "type": "integer", "minimum": 1, "maximum": custom_options.MAX_REPEAT,
+            "description": "Repeat the block's decisions this many times."}
+        item["properties"]["decisions"] = custom_decisions_schema(nested=False)
+    return {
+        "type": "array", "minItems": 1, "maxItems": custom_options.MAX_DECISIONS,
+        "description": "searchSpace.type custom: the decisions, in order (docs/custom-spaces.md).",
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        "items": item,
+    }
+
+
 def search_schema() -> dict[str, Any]:
     spec = model_schema(NASSearchSpec)
     spec["x-kubernetes-validations"] = search_spec_rules()
@@ -245,6 +273,12 @@ def search_schema() -> dict[str, Any]:
         spec["properties"][name].setdefault("x-kubernetes-validations", []).append({
             "rule": IMMUTABLE_RULE,
             "message": f"spec.{name} cannot change after creation; create a new NASSearch"})
+    space = spec["properties"]["searchSpace"]
+    space["properties"]["options"]["properties"] = {"decisions": custom_decisions_schema()}
+    space["x-kubernetes-validations"].append({
+        "rule": "self.type != 'custom' || (has(self.options) && has(self.options.decisions))",
+        "message": "spec.searchSpace.options.decisions: a custom space lists its decisions",
+        "fieldPath": ".options"})
     return _root(spec, model_schema(NASSearchStatus, defaults=False),
                  "A neural architecture search: what to search, how, for how long, and how "
                  "each trial runs; the operator trains the architectures as Jobs.",
