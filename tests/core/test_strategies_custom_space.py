@@ -5,15 +5,15 @@ controller emits 0 for an absent decision and its probabilities stay a distribut
 
 from __future__ import annotations
 
-import itertools
 import random
 from typing import Any
 
 import pytest
 import torch
+from test_space_custom import valid_token_lists
 from test_strategies_state import assert_same_state, drive
 
-from controller_policy.spaces import InvalidArchitecture, make_space
+from controller_policy.spaces import make_space
 from controller_policy.strategies import make_strategy
 from controller_policy.strategies.controller import Controller
 
@@ -92,17 +92,8 @@ def test_the_controller_never_gives_an_absent_decision_a_value_and_sums_to_one()
         space.validate_tokens(row)
     scored, _ = controller.evaluate(tokens)
     assert torch.allclose(scored, log_prob, atol=1e-5)
-    members = [space.encode(space.decode(t)) for t in _all_members(space)]
+    members = [space.encode(space.decode(t)) for t in valid_token_lists(space)]
     assert len(members) == space.size()
     total = controller.evaluate(members)[0].exp().sum().item()
     assert abs(total - 1.0) < 1e-5
 
-
-def _all_members(space) -> list[list[int]]:
-    out = []
-    for tokens in itertools.product(*(range(slot.num_values) for slot in space.slots)):
-        try:
-            out.append(space.validate_tokens(list(tokens)))
-        except InvalidArchitecture:
-            pass
-    return out

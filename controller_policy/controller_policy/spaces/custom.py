@@ -173,12 +173,16 @@ class CustomSpace(SearchSpace):
                         for j in range(u.num_tokens)]
         return tuple(out)
 
+    def _holds(self, u: Unit, tokens: Sequence[int], active: Sequence[bool]) -> bool:
+        """Whether ``u`` exists, given the tokens and presence of the units before it."""
+        return all(active[j] and tokens[self.units[j].position] in allowed
+                   for j, allowed in u.conds)
+
     def _active(self, tokens: Sequence[int]) -> list[bool]:
         """Per unit, whether its condition holds for these tokens (in order: one pass)."""
         active: list[bool] = []
         for u in self.units:
-            active.append(all(active[j] and tokens[self.units[j].position] in allowed
-                              for j, allowed in u.conds))
+            active.append(self._holds(u, tokens, active))
         return active
 
     # --- sampling, validation --------------------------------------------------------
@@ -190,8 +194,7 @@ class CustomSpace(SearchSpace):
         tokens = [0] * self.num_tokens
         active: list[bool] = []
         for u in self.units:
-            on = all(active[j] and tokens[self.units[j].position] in allowed
-                     for j, allowed in u.conds)
+            on = self._holds(u, tokens, active)
             active.append(on)
             if not on:
                 continue
@@ -270,8 +273,7 @@ class CustomSpace(SearchSpace):
         tokens = [0] * self.num_tokens
         active: list[bool] = []
         for u in self.units:
-            on = all(active[j] and tokens[self.units[j].position] in allowed
-                     for j, allowed in u.conds)
+            on = self._holds(u, tokens, active)
             active.append(on)
             holder = genotype if u.block is None else genotype[u.block][u.repeat]
             field = f"genotype.{u.path}"
