@@ -4,7 +4,6 @@ refused with the field named, through the spec a user writes."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import re
@@ -20,6 +19,7 @@ from controller_policy.spaces.custom import CustomSpace
 from nas_operator import cli
 from nas_operator.api import SpecError, parse_search
 from nas_operator.local.genotype_graph import genotype_graphs, genotype_summary
+from tests.support.custom_space import valid_token_lists
 
 STAGES = {"name": "stage", "repeat": 3, "decisions": [
     {"name": "kernel", "choices": [3, 5, 7]},
@@ -40,17 +40,6 @@ def space(decisions: list[dict[str, Any]]) -> CustomSpace:
     s = make_space("custom", {"decisions": decisions})
     assert isinstance(s, CustomSpace)
     return s
-
-
-def valid_token_lists(s: CustomSpace) -> list[list[int]]:
-    """Every member of the space, by trying every per-position combination."""
-    out = []
-    for tokens in itertools.product(*(range(slot.num_values) for slot in s.slots)):
-        try:
-            out.append(s.validate_tokens(list(tokens)))
-        except InvalidArchitecture:
-            pass
-    return out
 
 
 def test_registered_with_sane_defaults_and_no_builtin_trainer() -> None:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import torch
-from test_space_custom import valid_token_lists
-from test_strategies_state import assert_same_state, drive
 
 from controller_policy.spaces import make_space
 from controller_policy.strategies import make_strategy
 from controller_policy.strategies.controller import Controller
+from tests.support.custom_space import valid_token_lists
+from tests.support.strategies_state import assert_same_state, drive
 
 OPTIONS = {"decisions": [
     {"name": "depth", "choices": ["shallow", "deep"]},

@@ -23,24 +23,7 @@ import torch
 from controller_policy.spaces import make_space
 from controller_policy.strategies import StrategyError, make_strategy
 from tests.support import REPO
-from tests.support.strategies_state import CASES, TIMING_KEYS, build, drive
-
-
-def assert_same_state(a: Any, b: Any, path: str = "state") -> None:
-    """Recursive equality with bitwise tensor comparison; wall-clock timings are skipped."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), path
-        for k in a:
-            if k not in TIMING_KEYS:
-                assert_same_state(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+from tests.support.strategies_state import CASES, assert_same_state, build, drive
 
 
 @pytest.mark.parametrize("kind", list(CASES))

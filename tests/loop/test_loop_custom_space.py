@@ -6,12 +6,12 @@ architectures per trial and the same strategy state as a search never stopped.""
 from __future__ import annotations
 
 import pytest
-from test_loop_support import Harness, make_search, wait_until
-from test_strategies_state import assert_same_state
 
 from controller_policy.spaces import make_space
 from nas_operator.checkpoint import MemoryCheckpointStore
-from nas_operator.launcher import SimulatedOutcome
+from nas_operator.testing import SimulatedOutcome
+from tests.support.loop_harness import Harness, make_search, wait_until
+from tests.support.strategies_state import assert_same_state
 
 OPTIONS = {"decisions": [
     {"name": "stem", "choices": [16, 24, 32]},

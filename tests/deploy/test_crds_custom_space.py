@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from test_crds import errors_of, load_crd, schema_of
 
 from nas_operator.api import SpecError, parse_search
+from tests.support.crds import errors_of, load_crd, schema_of
 
 DOC = {"apiVersion": "kubenas.dev/v1alpha1", "kind": "NASSearch", "metadata": {"name": "mine"},
        "spec": {"searchSpace": {"type": "custom", "options": {"decisions": [
