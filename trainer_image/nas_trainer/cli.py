@@ -10,15 +10,12 @@ Exit codes (the operator maps them to trial outcomes):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from controller_policy.contract import (
     DEFAULT_TERMINATION_FILE,
@@ -28,7 +25,7 @@ from controller_policy.contract import (
     Report,
     TrialDocument,
 )
-from controller_policy.strict import format_validation_error
+from kubenas_trial.assignment import TrialInputError, identity_of, parse_trial, read_trial_text
 from nas_trainer.checkpoint import EXIT_INTERRUPTED, StopRequest
 from nas_trainer.datasets.errors import DatasetError
 from nas_trainer.epochs import Interrupted, TrainingFailed, TrainResult, TrialContext
@@ -44,10 +41,6 @@ INTERRUPTED_REPORT_SECONDS = 10.0
 """Retry budget of the ``interrupted`` report: within Kubernetes' default 30 s grace period."""
 
 
-class TrialInputError(ValueError):
-    """The trial document is missing or invalid; the message names the source and field."""
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m nas_trainer",
@@ -59,54 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser.parse_args(argv)
-
-
-def describe_invalid(exc: ValidationError, source: str) -> str:
-    """The trial document's errors, one ``field: message`` line each (the project's wording)."""
-    lines = format_validation_error(exc, absolute=())
-    return f"invalid trial document ({source}):\n  " + "\n  ".join(lines)
-
-
-def read_trial_text(path: str | None) -> tuple[str, str]:
-    """(JSON text, description of its source) from --trial, $KUBENAS_TRIAL_FILE or $KUBENAS_TRIAL_JSON."""
-    if path is None:
-        path = os.environ.get(ENV_TRIAL_FILE) or None
-    if path is not None:
-        try:
-            return Path(path).read_text(encoding="utf-8"), f"file {path}"
-        except OSError as exc:
-            raise TrialInputError(f"cannot read trial document file {path}: {exc.strerror or exc}") from exc
-    inline = os.environ.get(ENV_TRIAL_JSON)
-    if inline:
-        return inline, f"${ENV_TRIAL_JSON}"
-    raise TrialInputError(
-        f"no trial document: pass --trial FILE or set ${ENV_TRIAL_FILE} or ${ENV_TRIAL_JSON}"
-    )
-
-
-def parse_trial(text: str, source: str) -> TrialDocument:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TrialInputError(
-            f"trial document ({source}) is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    try:
-        doc = TrialDocument.model_validate(raw)
-    except ValidationError as exc:
-        raise TrialInputError(describe_invalid(exc, source)) from exc
-    if doc.mode == "train" and doc.architecture is None:
-        raise TrialInputError(f"invalid trial document ({source}):\n  architecture: required for mode 'train'")
-    return doc
-
-
-def _trial_name(text: str | None) -> tuple[str, int]:
-    """Best-effort identity from a document that failed validation (for the failed report)."""
-    try:
-        raw: Any = json.loads(text or "")
-        return str(raw.get("trial", "")), int(raw.get("attempt", 0))
-    except Exception:  # noqa: BLE001 - whatever it is, it has no usable identity
-        return "", 0
 
 
 def run_trial(ctx: TrialContext) -> TrainResult:
@@ -153,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             log.setLevel(logging.WARNING)  # and logs only its problems (nas_trainer.darts.workers)
     except (TrialInputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        trial, attempt = _trial_name(text)
+        trial, attempt = identity_of(text)
         Reporter(None, None, os.environ.get(ENV_TERMINATION_FILE, DEFAULT_TERMINATION_FILE),
                  echo_stdout=False).write_termination_message(
             Report(kind="failed", trial=trial, attempt=attempt, reason=str(exc)[:1024])
