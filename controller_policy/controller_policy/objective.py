@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from controller_policy.strict import Strict
 
-Metric = Literal["val_accuracy", "val_perplexity"]
+METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+"""A reported metric's name: what ``kubenas-report name=value`` and ``report_epoch`` accept."""
+Metric = Annotated[str, Field(pattern=METRIC_NAME, max_length=128)]
 RewardTransform = Literal["cube", "inverse-square", "identity"]
+Direction = Literal["maximize", "minimize"]
+LOWER_IS_BETTER = ("perplexity", "loss", "error", "latency", "seconds")
+"""Name endings whose metrics are minimized unless ``objective.direction`` says otherwise."""
 
 
 class Objective(Strict):
@@ -23,13 +28,20 @@ class Objective(Strict):
 
     metric: Metric = Field(
         default="val_accuracy",
-        description="Per-epoch metric the reward is computed from.",
+        description="Per-epoch metric the reward is computed from: val_accuracy or "
+        "val_perplexity with the built-in trainer; any metric your own trainer reports "
+        "(spec.trial.command or spec.trial.template).",
+    )
+    direction: Direction | None = Field(
+        default=None,
+        description="maximize or minimize the metric. Default: minimize when its name ends "
+        "in perplexity, loss, error, latency or seconds, else maximize.",
     )
     reward: RewardTransform = Field(
         default="cube",
         description="cube: (max of the last k epochs' val_accuracy)^3 (Zoph & Le); "
         "inverse-square: c / val_perplexity^2 (Zoph & Le PTB, c=80); identity: the last "
-        "k epochs' best metric as is (lower-is-better metrics are negated).",
+        "k epochs' best metric as is (a minimized metric is negated).",
     )
     lastEpochs: int = Field(default=5, ge=1, le=1000, description="k of max-of-last-k.")
     constant: float = Field(default=80.0, gt=0, description="c of c / ppl^2.")
@@ -39,13 +51,22 @@ class Objective(Strict):
 
     @model_validator(mode="after")
     def _metric_fits_transform(self) -> Objective:
-        if self.reward == "cube" and self.metric != "val_accuracy":
-            raise ValueError("objective.reward 'cube' needs objective.metric 'val_accuracy'")
-        if self.reward == "inverse-square" and self.metric != "val_perplexity":
-            raise ValueError(
-                "objective.reward 'inverse-square' needs objective.metric 'val_perplexity'"
-            )
+        if self.reward == "cube" and self.minimize:
+            raise ValueError(f"objective.reward 'cube' needs objective.metric to be an accuracy "
+                             f"to maximize (e.g. val_accuracy), not {self.metric!r} minimized; "
+                             "use reward identity")
+        if self.reward == "inverse-square" and not self.minimize:
+            raise ValueError(f"objective.reward 'inverse-square' needs objective.metric to be a "
+                             f"perplexity to minimize (e.g. val_perplexity), not {self.metric!r} "
+                             "maximized; use reward identity")
         return self
+
+    @property
+    def minimize(self) -> bool:
+        """Whether lower values of the metric are better (``direction``, else its name)."""
+        if self.direction is not None:
+            return self.direction == "minimize"
+        return self.metric.lower().endswith(LOWER_IS_BETTER)
 
 
 KIND_OBJECTIVE: dict[str, dict[str, object]] = {
@@ -94,6 +115,6 @@ def _reward(objective: Objective, values: list[float]) -> float:
         if best <= 0:
             raise RewardError(f"val_perplexity must be positive, got {best}")
         return objective.constant / best**2
-    if objective.metric == "val_perplexity":
+    if objective.minimize:
         return -min(values)
     return max(values)

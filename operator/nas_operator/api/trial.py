@@ -8,9 +8,9 @@ without the search-level models (docs/design.md).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from controller_policy.contract import DatasetSpec, TrainingSpec
 from controller_policy.strict import Strict, brief
@@ -29,29 +29,18 @@ from nas_operator.api.names import (
     LabelValue,
     QueueName,
 )
+from nas_operator.api.template import (
+    MAX_ATTEMPT_SECONDS,
+    Quantity,
+    Resources,
+    Toleration,
+    TrialTemplate,
+    Word,
+    resource_problems,
+)
 
-MAX_ATTEMPT_SECONDS = 30 * 24 * 3600
-"""Longest one attempt may be given (30 days): longer is a typo, not a training run."""
-
-
-class Toleration(Strict):
-    """A Kubernetes toleration (core/v1 Toleration)."""
-
-    key: LabelKey | None = Field(
-        default=None, description="Taint key; empty with Exists = all taints."
-    )
-    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: LabelValue | None = Field(default=None, description="Taint value (operator Equal).")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Taint effect to tolerate; empty = all."
-    )
-    tolerationSeconds: int | None = Field(
-        default=None, ge=0, le=MAX_ATTEMPT_SECONDS, description="NoExecute: how long the pod stays bound after the taint."
-    )
-
-
-Quantity = int | float | Annotated[str, Field(max_length=64)]
-_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$")
+__all__ = ["MAX_ATTEMPT_SECONDS", "ClaimFolder", "DatasetClaim", "ModelOutput", "Quantity",
+           "Toleration", "TrialDataset", "TrialSpec", "TrialTemplate", "claim_mount"]
 
 _DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN)
 
@@ -223,7 +212,7 @@ class TrialSpec(Strict):
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Child-training hyper-parameters."
     )
-    resources: dict[str, Annotated[dict[LabelKey, Quantity], Field(max_length=64)]] = Field(
+    resources: Resources = Field(
         default_factory=dict,
         description="Container resources, e.g. {limits: {nvidia.com/gpu: 1}, requests: {cpu: 4}}.",
     )
@@ -248,21 +237,46 @@ class TrialSpec(Strict):
         default=None, ge=1, le=MAX_ATTEMPT_SECONDS, description="Time limit of one attempt; past it the attempt fails."
     )
 
+    command: list[Word] | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="kubenas run: your training program, run once per trial attempt instead "
+        "of 'python -m nas_trainer', e.g. [python, train.py] (a first word 'python' is the "
+        "interpreter running kubenas; relative paths are from where kubenas run starts). "
+        "Ignored on a cluster, where spec.trial.template says what the container runs.",
+    )
+    template: TrialTemplate | None = Field(
+        default=None,
+        description="Cluster: your trainer container (image, command, args, env, resources, "
+        "volumes, volumeMounts, nodeSelector, tolerations, serviceAccountName), merged into "
+        "each trial's Job; the operator keeps labels, owner, token, security context and "
+        "termination message.",
+    )
+
     @field_validator("resources")
     @classmethod
     def _resources(cls, value: dict[str, dict[str, Quantity]]) -> dict[str, dict[str, Quantity]]:
         """Only limits and requests, each amount a Kubernetes quantity."""
-        for section, amounts in value.items():
-            if section not in ("limits", "requests"):
-                raise ValueError(
-                    f"spec.trial.resources.{section[:40]}: unknown section; use 'limits' or 'requests'"
-                )
-            for name, amount in amounts.items():
-                if isinstance(amount, bool) or not _QUANTITY.match(str(amount)):
-                    raise ValueError(
-                        f"spec.trial.resources.{section}.{name}: {brief(amount)} is not a "
-                        "quantity; "
-                        "write e.g. 1, '500m', '4Gi'"
-                    )
+        problems = resource_problems(value, "spec.trial.resources")
+        if problems:
+            raise ValueError(problems[0])
         return value
 
+    @model_validator(mode="after")
+    def _template_or_trial(self) -> TrialSpec:
+        """A setting lives in spec.trial or in its template, never in both."""
+        template = self.template
+        if template is None:
+            return self
+        both = [name for name in ("image", "resources", "nodeSelector", "tolerations")
+                if name in template.model_fields_set and name in self.model_fields_set]
+        if both:
+            raise ValueError("; ".join(
+                f"spec.trial.template.{name}: also set as spec.trial.{name}; keep one of the "
+                "two" for name in both))
+        return self
+
+    def runs_own_trainer(self) -> bool:
+        """Whether trials run the user's program (spec.trial.command locally, a template's
+        image or command on a cluster) rather than the built-in ``python -m nas_trainer``."""
+        return self.command is not None or (
+            self.template is not None and self.template.runs_own_trainer())

@@ -92,10 +92,12 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
             f"spec.budget.maxTrials: must be 1 with strategy.type {st.type!r} (one trainer runs the "
             f"whole weight-sharing search), got {budget.maxTrials}; use finalTraining to retrain"
         )
-    if spec.objective.metric != KIND_METRIC[kind]:
+    if spec.objective.metric != KIND_METRIC[kind] and not spec.trial.runs_own_trainer():
         errors.append(
             f"spec.objective.metric: {space!r} is a {kind} space scored by "
-            f"{KIND_METRIC[kind]!r}, not {spec.objective.metric!r}"
+            f"{KIND_METRIC[kind]!r}, not {spec.objective.metric!r} (the built-in trainer "
+            "reports it; a trainer of your own, spec.trial.command or spec.trial.template, "
+            "may report any metric)"
         )
     if spec.trial.dataset.name not in KIND_DATASETS[kind]:
         errors.append(

@@ -189,6 +189,11 @@ def _kind_is(kind: str) -> str:
     return f"self.searchSpace.type in [{_spaces_where(lambda cls: cls.kind == kind)}]"
 
 
+OWN_TRAINER = ("(has(self.trial) && (has(self.trial.command) || (has(self.trial.template) && "
+               "(has(self.trial.template.image) || has(self.trial.template.command)))))")
+"""CEL: the trials run the user's program (``TrialSpec.runs_own_trainer``)."""
+
+
 def search_spec_rules() -> list[dict[str, str]]:
     """Cross-field checks of ``NASSearchSpec`` the API server can make before the operator."""
     datasets = {k: ", ".join(f"'{d}'" for d in v) for k, v in KIND_DATASETS.items()}
@@ -209,11 +214,12 @@ def search_spec_rules() -> list[dict[str, str]]:
                     f"{KIND_DATASETS['image']}, language spaces {KIND_DATASETS['language']}",
          "fieldPath": ".trial.dataset.name"},
         {"rule": "!has(self.objective) || !has(self.objective.metric) || "
-                 f"({_kind_is('language')} ? self.objective.metric == "
+                 f"{OWN_TRAINER} || ({_kind_is('language')} ? self.objective.metric == "
                  f"'{KIND_METRIC['language']}' : self.objective.metric == "
                  f"'{KIND_METRIC['image']}')",
          "message": f"spec.objective.metric: image spaces are scored by {KIND_METRIC['image']}, "
-                    f"language spaces by {KIND_METRIC['language']}",
+                    f"language spaces by {KIND_METRIC['language']} (with the built-in "
+                    "trainer; spec.trial.template or spec.trial.command may report any metric)",
          "fieldPath": ".objective.metric"},
         {"rule": "!has(self.finalTraining) || !has(self.finalTraining.topK) || !has(self.budget)"
                  " || !has(self.budget.maxTrials) || self.finalTraining.topK <= "

@@ -35,6 +35,11 @@ def pick_trial(search: NASSearch, status: dict[str, Any], trial: str | None) -> 
     """The final trial to export: ``trial`` if it retrained, else the best retrained by reward."""
     name = search.metadata.name
     final = search.spec.finalTraining
+    if search.spec.trial.runs_own_trainer():
+        raise ClusterExportError(
+            f"NASSearch {name} trains with your own program (spec.trial.template): its final "
+            "trials saved their models themselves, in the folder kubenas_trial's "
+            "Trial.output_dir() names on spec.finalTraining.output's claim")
     if final is None or final.output is None:
         raise ClusterExportError(
             f"NASSearch {name} saves no models: set spec.finalTraining.output (a writable "

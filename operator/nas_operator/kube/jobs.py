@@ -16,6 +16,11 @@ What the pod gets and why:
   termination message still leaves its last log lines there;
 * GPU resources, nodeSelector, tolerations, priority class, and the Kueue
   queue label (created suspended, as Kueue admits it);
+* with ``spec.trial.template`` (the user's own trainer), its image, command,
+  args, working folder, env (after the operator's), resources, volumes and
+  mounts (after the operator's), nodeSelector, tolerations and ServiceAccount;
+  the operator's labels, owner, token, security context and termination
+  message stay (the template model refuses to set them);
 * the dataset's PersistentVolumeClaim, when the spec names one, mounted at
   ``dataset.path`` (read-only unless the spec says otherwise), so CIFAR-10 or
   PTB come from a shared volume instead of the image;
@@ -114,9 +119,12 @@ def trial_labels(request: LaunchRequest) -> dict[str, str]:
 
 
 def trainer_image(trial: TrialSpec, config: OperatorConfig) -> tuple[str, str]:
-    """(image, pull policy): the spec's when it names one, else the operator's default."""
+    """(image, pull policy): the template's or the spec's when it names one, else the
+    operator's default."""
     image = trial.image
-    if "image" not in trial.model_fields_set and config.trainer_image:
+    if trial.template is not None and trial.template.image is not None:
+        image = trial.template.image
+    elif "image" not in trial.model_fields_set and config.trainer_image:
         image = config.trainer_image
     policy = trial.imagePullPolicy
     if "imagePullPolicy" not in trial.model_fields_set and config.trainer_image_pull_policy:
@@ -125,8 +133,31 @@ def trainer_image(trial: TrialSpec, config: OperatorConfig) -> tuple[str, str]:
 
 
 def _resources(trial: TrialSpec) -> dict[str, dict[str, str]]:
+    template = trial.template
+    chosen = template.resources if template is not None and template.resources else trial.resources
     return {section: {name: str(amount) for name, amount in amounts.items()}
-            for section, amounts in trial.resources.items() if amounts}
+            for section, amounts in chosen.items() if amounts}
+
+
+def _apply_template(trial: TrialSpec, pod: dict[str, Any], container: dict[str, Any]) -> None:
+    """Merge ``spec.trial.template`` into the pod: the user's container settings, after (never
+    instead of) the operator's env, volumes and mounts."""
+    template = trial.template
+    if template is None:
+        return
+    for name in ("command", "args", "workingDir"):
+        value = getattr(template, name)
+        if value is not None:
+            container[name] = list(value) if isinstance(value, list) else value
+    container["env"] += [e.model_dump(exclude_none=True) for e in template.env]
+    container["volumeMounts"] += [m.model_dump(exclude_none=True) for m in template.volumeMounts]
+    pod["volumes"] += [v.model_dump(exclude_none=True) for v in template.volumes]
+    if template.nodeSelector:
+        pod["nodeSelector"] = dict(template.nodeSelector)
+    if template.tolerations:
+        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in template.tolerations]
+    if template.serviceAccountName:
+        pod["serviceAccountName"] = template.serviceAccountName
 
 
 def model_dir(request: LaunchRequest) -> str:
@@ -233,6 +264,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         pod["tolerations"] = [t.model_dump(exclude_none=True) for t in trial.tolerations]
     if trial.priorityClassName:
         pod["priorityClassName"] = trial.priorityClassName
+    _apply_template(trial, pod, container)
     workers = workers_of(request.document)
     spec: dict[str, Any] = {
         "backoffLimit": 0,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,12 @@ def prepare(options: RunOptions) -> PreparedRun:
         settings.trainer_command = absolute_command(options.trainer_command)
     if options.metrics_port is not None:
         settings.metrics_port = options.metrics_port
+    trial = search.spec.trial
+    if trial.runs_own_trainer() and not trial.command and not settings.trainer_command:
+        raise RunError(["spec.trial.template: names the container that trains each trial on a "
+                        "cluster; kubenas run needs the program to run here: set "
+                        "spec.trial.command (e.g. [python, train.py]) or pass "
+                        "--trainer-command"])
     if not resumed:
         assert options.search_file is not None
         try:
@@ -119,6 +126,21 @@ def absolute_command(words: list[str]) -> list[str]:
         path = Path(word)
         relative = not path.is_absolute() and ("/" in word if i == 0 else path.exists())
         out.append(str(path.resolve()) if relative else word)
+    return out
+
+
+def trial_command(search: NASSearch, workdir: Path) -> list[str] | None:
+    """``spec.trial.command`` as the launcher runs it: a first word ``python`` (or ``python3``)
+    is this interpreter, so the script finds the trial SDK kubenas runs with; words naming
+    files relative to ``workdir`` (where ``kubenas run`` started) become absolute."""
+    words = search.spec.trial.command
+    if not words:
+        return None
+    out = [sys.executable if words[0] in ("python", "python3") else words[0], *words[1:]]
+    for i, word in enumerate(out):
+        path = Path(word)
+        if not path.is_absolute() and (i > 0 or "/" in word) and (workdir / path).exists():
+            out[i] = str((workdir / path).resolve())
     return out
 
 
@@ -203,7 +225,9 @@ async def run_search(run: PreparedRun, console: Console, *, quiet: bool = False,
     server = await _serve(local_app(registry, metrics, search), settings)
     settings.status_port = server.port
     folder.save_settings(settings)
-    launcher = LocalLauncher(folder.trials_dir, settings.trainer_command, env=trainer_env(search),
+    command = settings.trainer_command or trial_command(
+        search, Path(settings.workdir or Path.cwd()))
+    launcher = LocalLauncher(folder.trials_dir, command, env=trainer_env(search),
                              grace_seconds=grace_seconds)
     progress: ProgressView | None = None
     loop: SearchLoop | None = None
