@@ -41,6 +41,7 @@ from nas_operator.api import (
     NASTrialStatus,
 )
 from nas_operator.api.defaults import KIND_DATASETS, KIND_METRIC
+from nas_operator.api.template import OPERATOR_OWNED
 from nas_operator.kube.labels import (
     GROUP,
     SEARCH_KIND,
@@ -275,6 +276,7 @@ def search_schema() -> dict[str, Any]:
             "message": f"spec.{part}.dataset.path must be an absolute path when "
                        "persistentVolumeClaim is set (the claim is mounted there)",
             "fieldPath": ".path"}]
+    _refuse_operator_owned(spec["properties"]["trial"]["properties"]["template"])
     for name in ("searchSpace", "strategy", "objective"):
         spec["properties"][name].setdefault("x-kubernetes-validations", []).append({
             "rule": IMMUTABLE_RULE,
@@ -291,6 +293,21 @@ def search_schema() -> dict[str, Any]:
                  [{"rule": f"size(self.metadata.name) <= {MAX_SEARCH_NAME}",
                    "message": f"metadata.name must be at most {MAX_SEARCH_NAME} characters "
                               "(trial and Job names are built from it)"}])
+
+
+def _refuse_operator_owned(template: dict[str, Any]) -> None:
+    """``spec.trial.template``: the fields the operator owns are in the schema (so the API
+    server keeps rather than silently prunes them) and refused by CEL with the reason, so
+    ``kubectl apply`` says the same as the operator's SpecValid condition."""
+    for name, why in OPERATOR_OWNED.items():
+        template["properties"][name] = {
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": f"Refused: set by the operator ({why})."}
+        template.setdefault("x-kubernetes-validations", []).append({
+            "rule": f"!has(self.{name})",
+            "message": f"spec.trial.template.{name}: set by the operator, not by a template "
+                       f"({why}); remove it",
+            "fieldPath": f".{name}"})
 
 
 def trial_schema() -> dict[str, Any]:

@@ -1,0 +1,145 @@
+"""``spec.trial.template`` on the emulator, with the real operator: the user's container
+settings reach every trial Job beside the operator's own fields, the Jobs are valid
+Kubernetes, and a template that reaches for an operator-owned field is refused with a
+condition that names the field (and the CRD says the same to ``kubectl apply``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
+from test_operator_support import (
+    FakeCluster,
+    OperatorBed,
+    crd_test_bed,
+    search_manifest,
+    wait_for,
+)
+
+kube = crd_test_bed()
+REPO = Path(__file__).resolve().parents[2]
+
+IMAGE = "registry.example.com/team/resnet-trainer:1.4"
+TEMPLATE: dict[str, Any] = {
+    "image": IMAGE,
+    "command": ["python", "/app/train.py"],
+    "args": ["--log-every", "10"],
+    "env": [{"name": "WANDB_MODE", "value": "offline"},
+            {"name": "BUCKET_KEY", "valueFrom": {"secretKeyRef": {"name": "bucket",
+                                                                  "key": "key"}}}],
+    "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}, "requests": {"cpu": "2"}},
+    "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}},
+                {"name": "shards", "persistentVolumeClaim": {"claimName": "imagenet-shards",
+                                                             "readOnly": True}}],
+    "volumeMounts": [{"name": "cache", "mountPath": "/cache"},
+                     {"name": "shards", "mountPath": "/data/shards", "readOnly": True}],
+    "nodeSelector": {"gpu.example.com/class": "a100"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "serviceAccountName": "resnet-trainer",
+}
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+async def test_template_settings_reach_every_job_beside_the_operators_own(
+        kube: KubeTestBed) -> None:
+    jobs: list[dict[str, Any]] = []
+
+    async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        jobs.append(job)
+        await cluster.succeed(job)
+
+    bed = OperatorBed(kube)
+    manifest = search_manifest("tpl", budget={"maxTrials": 3, "parallelism": 3},
+                               trial={"template": TEMPLATE, "retries": 0,
+                                      "training": {"epochs": 2}})
+    async with FakeCluster(kube, trainer), bed.running():
+        await kube.client.create(NASSEARCHES, manifest)
+        done = await bed.wait_phase("tpl", "Succeeded", "Failed")
+        trials = {t["metadata"]["name"]: t for t in await bed.trials("tpl")}
+
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert sorted(j["metadata"]["name"].rsplit("-a", 1)[0] for j in jobs) == sorted(trials)
+    for job in jobs:
+        kubernetes_validate.validate(job, "1.33", strict=True)  # a Job the API server takes
+        pod = job["spec"]["template"]["spec"]
+        container = _container(job)
+        # the user's container settings
+        assert container["image"] == IMAGE
+        assert (container["command"], container["args"]) == (TEMPLATE["command"], TEMPLATE["args"])
+        assert container["resources"] == {"limits": {"nvidia.com/gpu": "1", "memory": "8Gi"},
+                                          "requests": {"cpu": "2"}}
+        env = {e["name"]: e for e in container["env"]}
+        assert env["WANDB_MODE"]["value"] == "offline"
+        assert env["BUCKET_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "bucket", "key": "key"}}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/cache"] == "cache" and mounts["/data/shards"] == "shards"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["shards"]["persistentVolumeClaim"]["claimName"] == "imagenet-shards"
+        assert pod["nodeSelector"] == TEMPLATE["nodeSelector"]
+        assert pod["tolerations"] == TEMPLATE["tolerations"]
+        assert pod["serviceAccountName"] == "resnet-trainer"
+        # ... and what the operator keeps for itself
+        trial = job["metadata"]["labels"]["kubenas.dev/trial"]
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "NASTrial"
+        assert job["metadata"]["ownerReferences"][0]["name"] == trial
+        assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert env["KUBENAS_REPORT_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == trial
+        assert "KUBENAS_TRIAL_JSON" in env and "KUBENAS_REPORT_URL" in env
+        assert {"tmp", "checkpoints"} <= set(volumes) and mounts["/checkpoints"] == "checkpoints"
+    for trial in trials.values():
+        assert trial["status"]["phase"] == "Succeeded" and trial["status"]["reward"] > 0
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ({"securityContext": {"runAsUser": 0, "privileged": True}}, "securityContext"),
+    ({"terminationMessagePath": "/tmp/msg"}, "terminationMessagePath"),
+    ({"env": [{"name": "KUBENAS_REPORT_TOKEN", "value": "guessed"}]}, "env[0].name"),
+    ({"volumes": [{"name": "checkpoints", "emptyDir": {}}]}, "volumes[0].name"),
+])
+async def test_a_template_that_overrides_an_operator_field_is_refused_by_name(
+        kube: KubeTestBed, override: dict[str, Any], field: str) -> None:
+    async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        await cluster.succeed(job)
+
+    bed = OperatorBed(kube)
+    manifest = search_manifest("bad", trial={"template": {"image": IMAGE, **override}})
+    async with FakeCluster(kube, trainer), bed.running():
+        await kube.client.create(NASSEARCHES, manifest)
+        failed = await bed.wait_phase("bad", "Failed")
+
+        async def invalid_event() -> list[dict[str, Any]]:
+            events = await kube.read_all(EVENTS, field_selector="involvedObject.name=bad")
+            return [e for e in events if e["reason"] == "InvalidSpec"]
+
+        [event] = await wait_for(invalid_event, message="an InvalidSpec event")
+        assert not await bed.jobs("bad")  # nothing ran with the override
+    cond = {c["type"]: c for c in failed["status"]["conditions"]}["SpecValid"]
+    assert cond["status"] == "False" and cond["reason"] == "InvalidSpec"
+    assert f"spec.trial.template.{field}" in cond["message"], cond["message"]
+    assert "operator" in cond["message"] and f"spec.trial.template.{field}" in event["message"]
+
+
+def test_the_crd_refuses_operator_owned_template_fields_with_the_same_words() -> None:
+    """What ``kubectl apply`` answers (no CEL engine runs here: the rules and messages)."""
+    from nas_operator.api.template import OPERATOR_OWNED
+
+    crd = yaml.safe_load((REPO / "crds" / "kubenas.dev_nassearches.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    template = schema["properties"]["spec"]["properties"]["trial"]["properties"]["template"]
+    rules = {r["rule"]: r["message"] for r in template["x-kubernetes-validations"]}
+    for name in OPERATOR_OWNED:
+        assert name in template["properties"], name  # kept by the server, not pruned
+        assert rules[f"!has(self.{name})"].startswith(f"spec.trial.template.{name}: set by the "
+                                                      "operator")
