@@ -129,6 +129,8 @@ class Reporter:
         self.last_problem: str | None = None
         """Why the last report that was not delivered was not (the server's answer or the
         connection error), for a caller that reports it (``kubenas-report``)."""
+        self.refused: list[tuple[Report, str]] = []
+        """Reports the server judged and refused (a 4xx other than 429), with its answer."""
         self._queue: queue.Queue[tuple[Report, float | None] | None] = queue.Queue()
         self._degraded = False
         self._hurry = threading.Event()
@@ -227,6 +229,7 @@ class Reporter:
                 log.error(
                     "status API refused the %s report with HTTP %s: %s", report.kind, status, detail
                 )
+                self.refused.append((report, detail))
                 return False  # the server judged it; resending will not change that
             delay = max(self.policy.delay(attempt, self._rng), retry_after or 0.0)
             if time.monotonic() + delay > deadline:

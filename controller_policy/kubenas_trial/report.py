@@ -8,9 +8,10 @@
 It reads the same environment as ``kubenas_trial.Trial`` and goes through the same
 delivery (retries, backoff, termination message). Each call is its own process, so the
 epochs reported so far are kept in the trial's checkpoint folder and the final report
-carries them all. Exit codes: 0 done; 1 the status API refused the report or could not
-be reached (the message says why; a final report is then still in the termination
-message); 2 unusable input (a metric that is not ``name=number``, no trial document).
+carries them all. Exit codes: 0 done (also when the status API could not be reached:
+a warning says so, the final report carries every epoch and the termination message
+holds it); 1 the status API refused the report (the message says why, e.g. the trial
+was stopped); 2 unusable input (a metric that is not ``name=number``, no trial document).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kubenas_trial.assignment import TrialInputError
 from kubenas_trial.trial import ReportError, Trial
 
 EXIT_OK = 0
-EXIT_UNDELIVERED = 1
+EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
@@ -101,13 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kubenas-report: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     reporter = trial.reporter
+    if reporter.refused:
+        print(f"kubenas-report: the status API refused the report: {reporter.refused[-1][1]}",
+              file=sys.stderr)
+        return EXIT_REFUSED
     if reporter.url is not None and not reporter.delivered:
-        saved = " (it is in the termination message)" if args.epoch is None else ""
-        print(f"kubenas-report: the report was not delivered{saved}: "
-              f"{reporter.last_problem or 'no answer'}", file=sys.stderr)
-        return EXIT_UNDELIVERED
+        kept = ("the final report carries this epoch" if args.epoch is not None
+                else "it is in the termination message, where kubenas reads it")
+        print(f"kubenas-report: warning: the report did not reach the status API "
+              f"({reporter.last_problem or 'no answer'}); {kept}", file=sys.stderr)
     return EXIT_OK
-
 
 if __name__ == "__main__":
     sys.exit(main())
