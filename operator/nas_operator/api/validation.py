@@ -138,17 +138,18 @@ def trainer_problems(spec: NASSearchSpec) -> list[str]:
     Kept apart from ``cross_checks`` so that a search driven without a trainer (the
     simulated launcher of the tests, a strategy on its own) still validates; the entry
     points that would start kubenas's own trainer call it: ``kubenas validate``,
-    ``kubenas run`` and the operator. The one place to relax once a spec can name its
-    own training code.
+    ``kubenas run`` and the operator. A spec that names its own training code
+    (``spec.trial.command`` or a template's image or command) needs none of ours.
     """
     space = spec.searchSpace.type
     cls = space_class(space)
-    if cls is None or cls.builtin_trainer:
+    if cls is None or cls.builtin_trainer or spec.trial.runs_own_trainer():
         return []
     return [
         f"spec.searchSpace.type: {space!r} describes your own model family, which kubenas's "
-        "built-in trainer cannot build or train; this version runs only the built-in trainer, "
-        "so use one of the papers' spaces (zoph-le-cnn, nasnet, enas-macro, ...) for now"
+        "built-in trainer cannot build or train; name your training program: "
+        "spec.trial.command (kubenas run, e.g. [python, train.py]) or spec.trial.template "
+        "(a cluster: your image and command); see examples/custom-resnet-local.yaml"
     ]
 
 
