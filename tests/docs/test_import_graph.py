@@ -17,6 +17,7 @@ from tests.support import REPO
 
 PACKAGES = {
     "controller_policy": REPO / "controller_policy",
+    "kubenas_trial": REPO / "controller_policy",
     "nas_trainer": REPO / "trainer_image",
     "nas_operator": REPO / "operator",
 }
@@ -80,7 +81,7 @@ def project_graph(typing_too: bool = False) -> dict[str, set[str]]:
 GRAPH = project_graph()
 
 
-def test_the_graph_covers_the_three_packages() -> None:
+def test_the_graph_covers_the_four_packages() -> None:
     tops = {name.split(".")[0] for name in GRAPH}
     assert tops == set(PACKAGES)
     assert "nas_operator.kube.supervisor" in GRAPH and GRAPH["nas_operator.kube.supervisor"]
@@ -91,6 +92,9 @@ def test_the_graph_covers_the_three_packages() -> None:
     ("controller_policy", "nas_trainer"),
     ("controller_policy", "nas_operator"),
     ("nas_trainer", "nas_operator"),
+    ("kubenas_trial", "nas_trainer"),
+    ("kubenas_trial", "nas_operator"),
+    ("controller_policy", "kubenas_trial"),
 ])
 def test_layers_import_one_way(package: str, forbidden: str) -> None:
     wrong = sorted(
