@@ -183,24 +183,25 @@ class ClaimSource(Strict):
     readOnly: bool | None = Field(default=None, description="Mount read-only.")
 
 
-class ConfigMapSource(Strict):
+class KeysAsFiles(Strict):
+    """What ConfigMap and Secret volumes share: which keys, with which file modes."""
+
+    items: list[KeyToPath] | None = Field(default=None, max_length=256,
+                                          description="Only these keys, at these paths.")
+    defaultMode: int | None = Field(default=None, ge=0, le=0o777, description="File mode bits.")
+    optional: bool | None = Field(default=None, description="Start even when it is missing.")
+
+
+class ConfigMapSource(KeysAsFiles):
     """A ConfigMap's keys as files (core/v1 ConfigMapVolumeSource)."""
 
     name: DnsSubdomain = Field(description="The ConfigMap.")
-    items: list[KeyToPath] | None = Field(default=None, max_length=256,
-                                          description="Only these keys, at these paths.")
-    defaultMode: int | None = Field(default=None, ge=0, le=0o777, description="File mode bits.")
-    optional: bool | None = Field(default=None, description="Start even when it is missing.")
 
 
-class SecretSource(Strict):
+class SecretSource(KeysAsFiles):
     """A Secret's keys as files (core/v1 SecretVolumeSource)."""
 
     secretName: DnsSubdomain = Field(description="The Secret.")
-    items: list[KeyToPath] | None = Field(default=None, max_length=256,
-                                          description="Only these keys, at these paths.")
-    defaultMode: int | None = Field(default=None, ge=0, le=0o777, description="File mode bits.")
-    optional: bool | None = Field(default=None, description="Start even when it is missing.")
 
 
 class NfsSource(Strict):

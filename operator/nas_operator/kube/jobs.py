@@ -48,6 +48,7 @@ from controller_policy.contract import (
 )
 from nas_operator.api import POD_CHECKPOINT_DIR, POD_TMP_DIR, ModelOutput, TrialSpec
 from nas_operator.api.constants import POD_MODEL_DIR
+from nas_operator.api.template import TrialTemplate
 from nas_operator.api.trial import claim_mount
 from nas_operator.kube.config import OperatorConfig
 from nas_operator.kube.labels import (
@@ -139,6 +140,14 @@ def _resources(trial: TrialSpec) -> dict[str, dict[str, str]]:
             for section, amounts in chosen.items() if amounts}
 
 
+def _schedule(pod: dict[str, Any], source: TrialSpec | TrialTemplate) -> None:
+    """Where the pods may run: ``source``'s nodeSelector and tolerations, when it sets them."""
+    if source.nodeSelector:
+        pod["nodeSelector"] = dict(source.nodeSelector)
+    if source.tolerations:
+        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in source.tolerations]
+
+
 def _apply_template(trial: TrialSpec, pod: dict[str, Any], container: dict[str, Any]) -> None:
     """Merge ``spec.trial.template`` into the pod: the user's container settings, after (never
     instead of) the operator's env, volumes and mounts."""
@@ -152,10 +161,7 @@ def _apply_template(trial: TrialSpec, pod: dict[str, Any], container: dict[str, 
     container["env"] += [e.model_dump(exclude_none=True) for e in template.env]
     container["volumeMounts"] += [m.model_dump(exclude_none=True) for m in template.volumeMounts]
     pod["volumes"] += [v.model_dump(exclude_none=True) for v in template.volumes]
-    if template.nodeSelector:
-        pod["nodeSelector"] = dict(template.nodeSelector)
-    if template.tolerations:
-        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in template.tolerations]
+    _schedule(pod, template)
     if template.serviceAccountName:
         pod["serviceAccountName"] = template.serviceAccountName
 
@@ -258,10 +264,7 @@ def build_job(request: LaunchRequest, trial: TrialSpec, config: OperatorConfig,
         pod["serviceAccountName"] = config.trainer_service_account
     if config.trainer_image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": n} for n in config.trainer_image_pull_secrets]
-    if trial.nodeSelector:
-        pod["nodeSelector"] = dict(trial.nodeSelector)
-    if trial.tolerations:
-        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in trial.tolerations]
+    _schedule(pod, trial)
     if trial.priorityClassName:
         pod["priorityClassName"] = trial.priorityClassName
     _apply_template(trial, pod, container)
