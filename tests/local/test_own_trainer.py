@@ -252,3 +252,28 @@ def test_kubenas_report_outside_a_trial_says_what_is_missing(tmp_path):
     proc = subprocess.run(["kubenas-report", "--epoch", "0", "loss=1"], capture_output=True,
                           text=True, timeout=60, env={**env, "PATH": trainer_path(tmp_path)})
     assert proc.returncode == 2 and "KUBENAS_TRIAL_FILE" in proc.stderr
+
+
+# --- which program kubenas run starts --------------------------------------------------------
+CUSTOM = {"type": "custom", "options": {"decisions": [
+    {"name": "width", "choices": [8, 16]}, {"name": "depth", "range": {"low": 1, "high": 3}}]}}
+
+
+def test_kubenas_run_names_the_program_it_needs(tmp_path, monkeypatch):
+    from nas_operator.local.runner import RunError, RunOptions, prepare
+
+    monkeypatch.chdir(tmp_path)
+    bare = image_search("own", max_trials=2, parallel=1)
+    bare["spec"]["searchSpace"] = CUSTOM
+    path = write_yaml(tmp_path / "custom.yaml", bare)
+    with pytest.raises(RunError, match="spec.trial.command"):  # no program for a custom space
+        prepare(RunOptions(search_file=path, out=tmp_path / "a"))
+    run = prepare(RunOptions(search_file=path, out=tmp_path / "b",
+                             trainer_command=["python", "train.py"]))  # the flag names one
+    assert run.settings.trainer_command == ["python", "train.py"]
+    templated = image_search("tpl", max_trials=2, parallel=1)
+    templated["spec"]["trial"]["template"] = {"image": "registry.example.com/me/train:1"}
+    with pytest.raises(RunError, match="spec.trial.template.*set spec.trial.command"):
+        prepare(RunOptions(search_file=write_yaml(tmp_path / "t.yaml", templated),
+                           out=tmp_path / "c"))
+    assert not (tmp_path / "c").exists()  # refused before any run folder was made

@@ -1,5 +1,6 @@
-"""``spec.trial.template`` on the emulator, with the real operator: the user's container
-settings reach every trial Job beside the operator's own fields, the Jobs are valid
+"""``spec.trial.template`` on the emulator, with the real operator: a search of the user's
+own model family (a custom space) runs, the user's container settings reach every trial
+Job beside the operator's own fields, the Jobs are valid
 Kubernetes, and a template that reaches for an operator-owned field is refused with a
 condition that names the field (and the CRD says the same to ``kubectl apply``)."""
 
@@ -43,6 +44,14 @@ TEMPLATE: dict[str, Any] = {
 }
 
 
+CUSTOM_SPACE = {"type": "custom", "options": {"decisions": [
+    {"name": "stem", "choices": [16, 24, 32]},
+    {"name": "stage", "repeat": 2, "decisions": [
+        {"name": "kernel", "choices": [3, 5]}, {"name": "width", "choices": [32, 64]},
+        {"name": "skip", "inputs": {"maxInputs": 1}}]}]}}
+"""Your own model family: the built-in trainer could not run it, the template's image can."""
+
+
 def _container(job: dict[str, Any]) -> dict[str, Any]:
     [container] = job["spec"]["template"]["spec"]["containers"]
     return container
@@ -57,7 +66,8 @@ async def test_template_settings_reach_every_job_beside_the_operators_own(
         await cluster.succeed(job)
 
     bed = OperatorBed(kube)
-    manifest = search_manifest("tpl", budget={"maxTrials": 3, "parallelism": 3},
+    manifest = search_manifest("tpl", searchSpace=CUSTOM_SPACE,
+                               budget={"maxTrials": 3, "parallelism": 3},
                                trial={"template": TEMPLATE, "retries": 0,
                                       "training": {"epochs": 2}})
     async with FakeCluster(kube, trainer), bed.running():
@@ -100,6 +110,8 @@ async def test_template_settings_reach_every_job_beside_the_operators_own(
         assert {"tmp", "checkpoints"} <= set(volumes) and mounts["/checkpoints"] == "checkpoints"
     for trial in trials.values():
         assert trial["status"]["phase"] == "Succeeded" and trial["status"]["reward"] > 0
+        genotype = trial["spec"]["architecture"]["genotype"]
+        assert genotype["stem"] in (16, 24, 32) and len(genotype["stage"]) == 2
 
 
 @pytest.mark.parametrize(("override", "field"), [

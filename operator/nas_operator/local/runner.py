@@ -85,12 +85,13 @@ def prepare(options: RunOptions) -> PreparedRun:
             folder.require_run()
         except RunFolderError as exc:
             raise RunError([str(exc)]) from None
-        search = _load(folder.search_yaml)
         settings = folder.load_settings()
+        search = _load(folder.search_yaml, own_trainer=bool(
+            options.trainer_command or settings.trainer_command))
         resumed = True
     else:
         assert options.search_file is not None
-        search = _load(options.search_file)
+        search = _load(options.search_file, own_trainer=options.trainer_command is not None)
         folder = RunFolder(options.out or Path("runs") / search.metadata.name)
         settings = RunSettings(workdir=str(Path.cwd()))
         resumed = False
@@ -144,13 +145,16 @@ def trial_command(search: NASSearch, workdir: Path) -> list[str] | None:
     return out
 
 
-def _load(path: Path) -> NASSearch:
+def _load(path: Path, *, own_trainer: bool = False) -> NASSearch:
+    """The validated search; with ``own_trainer`` (``--trainer-command``) one the built-in
+    trainer could not run (a custom space) is accepted too."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise RunError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        return require_trainer(load_search_yaml(text))
+        search = load_search_yaml(text)
+        return search if own_trainer else require_trainer(search)
     except SpecError as exc:
         raise RunError([f"{path}: invalid NASSearch:", *(f"  {e}" for e in exc.errors)]) from None
 
