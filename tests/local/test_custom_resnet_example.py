@@ -9,31 +9,24 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from test_local_run import (
-    REPO,
-    Processes,
+
+from nas_operator import cli
+from nas_operator.api import space_class
+from tests.support import REPO
+from tests.support.local_run import (
     checkpoint_facts,
     csv_rows,
-    guarded_processes,
     live_trainers,
     wait_for,
     write_yaml,
 )
 
-from nas_operator import cli
-from nas_operator.api import space_class
-
 EXAMPLE = REPO / "examples" / "custom-resnet-local.yaml"
 
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    yield from guarded_processes()
 
 
 def shrunk(max_trials: int, parallel: int, epochs: int, examples: int) -> dict:

@@ -21,24 +21,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_local_run import (
-    Processes,
+
+from nas_operator import cli
+from nas_operator.local.output import RunFolder
+from tests.support.local_run import (
     attempt_pids,
     checkpoint_facts,
     csv_rows,
-    guarded_processes,
     image_search,
     live_trainers,
     wait_for,
     write_yaml,
 )
-
-from nas_operator import cli
-from nas_operator.local.output import RunFolder
 
 SHELL_TRAINER = r"""#!/bin/sh
 # A trainer in plain shell: reads its assignment and reports with kubenas-report.
@@ -68,10 +65,6 @@ with Trial.from_env() as trial:
     trial.report_final(score=10.0 - zeros - (trial.training.epochs - 1))
 '''
 
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    yield from guarded_processes()
 
 
 def trainer_path(tmp_path: Path) -> str:

@@ -6,14 +6,15 @@ condition that names the field (and the CRD says the same to ``kubectl apply``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-from kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
-from test_operator_support import (
+
+from tests.support import REPO
+from tests.support.kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
+from tests.support.operator_bed import (
     FakeCluster,
     OperatorBed,
     crd_test_bed,
@@ -22,7 +23,6 @@ from test_operator_support import (
 )
 
 kube = crd_test_bed()
-REPO = Path(__file__).resolve().parents[2]
 
 IMAGE = "registry.example.com/team/resnet-trainer:1.4"
 TEMPLATE: dict[str, Any] = {
