@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from controller_policy.contract import DatasetSpec, ModelSpec
-from nas_operator.launcher import constant_behaviour
 from nas_operator.ledger import FinishedTrial, TrialState
 from nas_operator.loop.events import EventReason
+from nas_operator.testing import constant_behaviour
 from nas_trainer.measure import Counter
-from tests.test_loop_support import Harness, make_search
+from tests.support.loop_harness import Harness, make_search
 
 MODEL = {"cellsPerStage": 1, "filters": 8}
 SPACES: dict[str, dict[str, Any]] = {
