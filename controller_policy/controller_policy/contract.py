@@ -242,6 +242,10 @@ class Report(Strict):
         default=None, description="ENAS mode: the derived architecture."
     )
     reason: str | None = Field(default=None, max_length=1024)
+    device: str | None = Field(
+        default=None, max_length=128,
+        description="Final report: the device latency_ms was measured on (cpu, cuda:0 (GPU name)).",
+    )
 
     @model_validator(mode="after")
     def _plausible(self) -> Report:

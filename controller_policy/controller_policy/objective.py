@@ -23,6 +23,55 @@ LOWER_IS_BETTER = ("perplexity", "loss", "error", "latency", "seconds")
 """Name endings whose metrics are minimized unless ``objective.direction`` says otherwise."""
 
 
+MAX_LIMIT = 1e15
+"""Above any parameter or multiply-add count a child network has."""
+
+
+class Constraints(Strict):
+    """``spec.objective.constraints``: hard limits checked before a proposal is launched.
+
+    An architecture over a limit is never trained: the strategy is told ``penalty`` as its
+    reward, the ledger records it as ``Infeasible`` with its figures, and another proposal
+    takes its slot.
+    """
+
+    maxParams: int | None = Field(
+        default=None, gt=0, le=int(MAX_LIMIT),
+        description="Largest trainable parameter count (auxiliary head not counted).",
+    )
+    maxFlops: int | None = Field(
+        default=None, gt=0, le=int(MAX_LIMIT),
+        description="Largest multiply-add count of one forward pass at the trial's input size "
+        "(one image; one token for a language model).",
+    )
+    penalty: float | None = Field(
+        default=None, ge=-MAX_LIMIT, le=MAX_LIMIT,
+        description="Reward told to the strategy for an infeasible architecture. Default 0, "
+        "the worst reward of cube, inverse-square and identity on val_accuracy; required "
+        "for identity on val_perplexity, whose rewards are negative.",
+    )
+    maxConsecutiveInfeasible: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="The search fails after this many infeasible proposals in a row (a "
+        "space where almost nothing fits the limits).",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Constraints:
+        if self.maxParams is None and self.maxFlops is None:
+            raise ValueError("objective.constraints: set maxParams or maxFlops (or remove it)")
+        return self
+
+    def over(self, params: int, flops: int) -> str | None:
+        """Which limit ``params``/``flops`` break, in words; None when within both."""
+        broken = []
+        if self.maxParams is not None and params > self.maxParams:
+            broken.append(f"params {params:,} > maxParams {self.maxParams:,}")
+        if self.maxFlops is not None and flops > self.maxFlops:
+            broken.append(f"flops {flops:,} > maxFlops {self.maxFlops:,}")
+        return "; ".join(broken) or None
+
+
 class Objective(Strict):
     """``spec.objective`` of a NASSearch."""
 
@@ -48,6 +97,9 @@ class Objective(Strict):
     goal: float | None = Field(
         default=None, description="Stop the search early once a reward reaches this value."
     )
+    constraints: Constraints | None = Field(
+        default=None, description="Limits on params and flops, checked before launch."
+    )
 
     @model_validator(mode="after")
     def _metric_fits_transform(self) -> Objective:
@@ -59,6 +111,13 @@ class Objective(Strict):
             raise ValueError(f"objective.reward 'inverse-square' needs objective.metric to be a "
                              f"perplexity to minimize (e.g. val_perplexity), not {self.metric!r} "
                              "maximized; use reward identity")
+        if (self.constraints is not None and self.constraints.penalty is None
+                and self.reward == "identity" and self.minimize):
+            raise ValueError(
+                "objective.constraints.penalty: required with reward 'identity' on a minimized "
+                f"metric ({self.metric!r}: its rewards are negative); set it below the worst "
+                "reward you expect, e.g. -10000"
+            )
         return self
 
     @property
@@ -67,6 +126,11 @@ class Objective(Strict):
         if self.direction is not None:
             return self.direction == "minimize"
         return self.metric.lower().endswith(LOWER_IS_BETTER)
+
+    def penalty(self) -> float:
+        """The reward of an infeasible architecture (``constraints.penalty``, default 0)."""
+        c = self.constraints
+        return 0.0 if c is None or c.penalty is None else float(c.penalty)
 
 
 KIND_OBJECTIVE: dict[str, dict[str, object]] = {

@@ -40,6 +40,8 @@ class TrialState(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    INFEASIBLE = "Infeasible"
+    """Over ``objective.constraints``: counted, told to the strategy, never launched."""
 
     @property
     def active(self) -> bool:
@@ -47,7 +49,8 @@ class TrialState(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED)
+        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED,
+                        TrialState.INFEASIBLE)
 
 
 def trial_name(search: str, stage: str, index: int) -> str:
@@ -185,7 +188,8 @@ class Ledger:
         self._compacted: dict[tuple[str, int], int] = {}
         """Per block: how many of its trials are compacted (all: the block is closed)."""
         self.counts: dict[str, dict[str, int]] = {
-            stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0}
+            stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0,
+                    "infeasible": 0}
             for stage in STAGE_LETTER
         }
         """Per stage: trials by outcome, attempts retried, attempts running now."""
@@ -225,6 +229,10 @@ class Ledger:
     def created(self, stage: str = "search") -> int:
         return len(self.trials[stage])
 
+    def trained(self, stage: str = "search") -> int:
+        """Trials created for training: infeasible proposals take no budget."""
+        return len(self.trials[stage]) - self.counts[stage].get("infeasible", 0)
+
     def iter_live(self) -> Iterator[Trial]:
         yield from sorted(self.live.values(), key=lambda t: (t.stage != "search", t.index))
 
@@ -239,6 +247,22 @@ class Ledger:
         self.trials[stage].append(trial)
         self.live[trial.name] = trial
         self.queue.append(trial.name)
+        return trial
+
+    def add_infeasible(self, seed: int, proposal_id: int | None, space: str | None,
+                       tokens: list[int], figures: dict[str, float], penalty: float, reason: str,
+                       now: float) -> Trial:
+        """A search proposal over a limit: recorded with its figures and the penalty it was
+        told, never queued (the caller compacts it once it has been announced)."""
+        trial = self.add("search", seed, proposal_id, space, tokens)
+        self.queue.pop()
+        trial.state = TrialState.INFEASIBLE
+        trial.metrics = dict(figures)
+        trial.reward = penalty
+        trial.told = True
+        trial.failure_reason = reason
+        trial.start_time = trial.completion_time = now
+        self.counts["search"]["infeasible"] = self.counts["search"].get("infeasible", 0) + 1
         return trial
 
     def mark_launched(self, trial: Trial, now: float) -> None:

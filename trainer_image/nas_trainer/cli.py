@@ -139,5 +139,5 @@ def run_and_summarize(doc: TrialDocument, reporter: Reporter, stop: StopRequest)
         return EXIT_FAILED, Report(kind="failed", **base, reason=f"{type(exc).__name__}: {exc}"[:1024])
     return EXIT_OK, Report(
         kind="final", **base, metrics=result.metrics, epochs=result.history,
-        architecture=result.architecture,
+        architecture=result.architecture, device=result.device,
     )

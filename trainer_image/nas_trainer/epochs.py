@@ -131,3 +131,5 @@ class TrainResult:
     history: list[dict[str, float]]
     architecture: Any = None
     """ENAS: the derived ``Architecture``; None for a plain trial."""
+    device: str | None = None
+    """The device ``latency_ms`` was measured on (``nas_trainer.measure.device_name``)."""

@@ -20,6 +20,7 @@ from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import Checkpointer, GeneratorState
 from nas_trainer.datasets import ImageData, ImageSplit
 from nas_trainer.epochs import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
+from nas_trainer.measure import trained_figures
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
 from nas_trainer.runtime import Runtime, eval_mode
 
@@ -108,7 +109,8 @@ def train_image(ctx: TrialContext, model: nn.Module, data: ImageData) -> TrainRe
 
     Per-epoch metrics: train_loss, train_accuracy (on augmented batches), val_loss,
     val_accuracy, lr, epoch_seconds (with evaluation), samples_per_second (training
-    steps only). Final metrics add best_val_accuracy, epochs, params and, when
+    steps only). Final metrics add best_val_accuracy, epochs, what the child costs
+    (params, flops, latency_ms, latency_batch: ``nas_trainer.measure``) and, when
     ``reportTestAccuracy`` is set, test_loss and test_accuracy.
     """
     training = ctx.doc.training
@@ -175,7 +177,12 @@ def train_image(ctx: TrialContext, model: nn.Module, data: ImageData) -> TrainRe
         }
         loop.end_epoch(metrics)
 
-    return TrainResult(final_image_metrics(ctx, model, data, loop), loop.progress.history)
+    final = final_image_metrics(ctx, model, data, loop)
+    cost, device = trained_figures(
+        model, "image", {"input_shape": data.input_shape, "num_classes": data.num_classes}, rt.device
+    )
+    final.update(cost)
+    return TrainResult(final, loop.progress.history, device=device)
 
 
 def final_image_metrics(
@@ -185,18 +192,9 @@ def final_image_metrics(
     final = dict(history[-1])
     final["best_val_accuracy"] = max(h["val_accuracy"] for h in history)
     final["epochs"] = float(len(history))
-    final["params"] = float(count_parameters(model))
     if ctx.doc.training.reportTestAccuracy:
         if data.test is None:
             raise TrainingFailed(f"dataset {data.name} has no test split")
         final["test_loss"], final["test_accuracy"] = evaluate_images(model, data, data.test, ctx.runtime)
     return final
 
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, without an auxiliary head when the model can say (as the papers count)."""
-    counter = getattr(model, "parameter_count", None)
-    if callable(counter):
-        return int(counter())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

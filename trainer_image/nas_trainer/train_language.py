@@ -21,6 +21,7 @@ from controller_policy.contract import TrainingSpec
 from nas_trainer.checkpoint import Checkpointer
 from nas_trainer.datasets import TextData
 from nas_trainer.epochs import EpochLoop, TrainingFailed, TrainResult, TrialContext, trial_identity
+from nas_trainer.measure import trained_figures
 from nas_trainer.optim import build_optimizer, build_scheduler, current_lr
 from nas_trainer.runtime import ConfigError, Runtime, eval_mode
 
@@ -186,8 +187,9 @@ def train_language(ctx: TrialContext, model: nn.Module, data: TextData) -> Train
     final = dict(history[-1])
     final["best_val_perplexity"] = min(h["val_perplexity"] for h in history)
     final["epochs"] = float(len(history))
-    final["params"] = float(sum(p.numel() for p in model.parameters()))
     if training.reportTestAccuracy:
         test_loss = evaluate_language(model, batchify(data.test, EVAL_BATCH_SIZE), training.bptt, rt)
         final["test_loss"], final["test_perplexity"] = test_loss, perplexity(test_loss)
-    return TrainResult(final, history)
+    cost, device = trained_figures(model, "language", {"vocab_size": data.vocab_size}, rt.device)
+    final.update(cost)
+    return TrainResult(final, history, device=device)

@@ -14,7 +14,7 @@ from controller_policy.strict import Written
 from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
 
 SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Infeasible"]
 
 
 class Condition(Written):
@@ -40,6 +40,8 @@ class TrialCounts(Written):
     failed: int = Field(default=0, description="Failed for good (after retries).")
     cancelled: int = Field(default=0, description="Stopped by the search (goal, deadline, ...).")
     retried: int = Field(default=0, description="Attempts relaunched after a failure.")
+    infeasible: int = Field(default=0, description="Proposals over objective.constraints, "
+                            "never trained (not in total).")
 
 
 class TrialResult(Written):

@@ -34,7 +34,7 @@ from nas_operator import tokens
 from nas_operator.local.genotype_graph import genotype_summary
 
 CHECKPOINT_KEY = "search"
-KEY_METRICS = ("val_accuracy", "val_perplexity", "val_loss", "params")
+KEY_METRICS = ("val_accuracy", "val_perplexity", "val_loss", "params", "flops", "latency_ms")
 """Columns of trials.csv besides the reward (those a trainer reported)."""
 
 

@@ -29,6 +29,8 @@ class EventReason(StrEnum):
     TRIAL_FAILED = "TrialFailed"
     TRIAL_CANCELLED = "TrialCancelled"
     TRIAL_REQUEUED = "TrialRequeued"
+    TRIAL_INFEASIBLE = "TrialInfeasible"
+    """A proposal over objective.constraints: told to the strategy, never launched."""
     NEW_BEST = "NewBest"
     SEARCH_STARTED = "SearchStarted"
     SEARCH_SUSPENDED = "SearchSuspended"
@@ -51,7 +53,7 @@ class EventReason(StrEnum):
 
 
 TRIAL_ENDINGS = frozenset({EventReason.TRIAL_SUCCEEDED, EventReason.TRIAL_FAILED,
-                           EventReason.TRIAL_CANCELLED})
+                           EventReason.TRIAL_CANCELLED, EventReason.TRIAL_INFEASIBLE})
 """Reasons that end a trial for good."""
 
 

@@ -59,6 +59,9 @@ class ProposalSource(ABC):
         """Check a search trial's final report before it is scored; a problem fails it."""
         return None
 
+    def reject(self, proposal: NewTrial, penalty: float) -> None:  # noqa: B027 - nothing by default
+        """``proposal`` breaks a limit and is not trained: learn ``penalty`` as its reward."""
+
     def enas_spec(self, spec: NASSearchSpec) -> EnasSpec | None:
         """The trainer's ENAS block for search trials (None: plain training)."""
         return None
@@ -91,6 +94,10 @@ class StrategyProposals(ProposalSource):
         self.version += 1
         return [NewTrial(p.id, p.architecture.space, list(p.architecture.tokens),
                          p.architecture.genotype) for p in proposals]
+
+    def reject(self, proposal: NewTrial, penalty: float) -> None:
+        self.strategy.tell(proposal.proposal_id, penalty)  # type: ignore[arg-type]
+        self.version += 1
 
     def learn(self, trials: Iterable[Trial]) -> list[str]:
         errors = []

@@ -63,9 +63,10 @@ def search_status(loop: SearchLoop) -> NASSearchStatus:
         observedGeneration=loop.generation,
         conditions=list(state.conditions.values()),
         trials=TrialCounts(
-            total=ledger.created("search"), pending=states["queued"] + states["pending"],
+            total=ledger.trained("search"), pending=states["queued"] + states["pending"],
             running=states["running"], succeeded=counts["succeeded"], failed=counts["failed"],
             cancelled=counts["cancelled"], retried=counts["retried"],
+            infeasible=counts.get("infeasible", 0),
         ),  # fmt: skip
         best=best.result(loop.best_genotype(best)).model_copy(update=scored) if best else None,
         topK=top,

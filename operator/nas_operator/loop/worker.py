@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_operator.ledger import Trial, TrialState
 from nas_operator.loop.events import EventReason
+from nas_operator.loop.limits import LimitGate, LimitsError, Rejected
 from nas_operator.loop.state import fingerprint
 from nas_operator.retrained import scored_by, with_retrains
 
@@ -159,7 +160,7 @@ class Worker:
         if self.ledger.active or self.ledger.queue or self.ledger.untold:
             return False
         if self.state.stage == "search":
-            if self.ledger.created("search") < budget.max_trials():
+            if self.ledger.trained("search") < budget.max_trials():
                 return False
             if final is not None and self.ledger.topk:
                 self._start_final(final.topK)
@@ -201,22 +202,50 @@ class Worker:
             return
         budget = self.spec.budget
         free = budget.parallel() - len(self.ledger.active) - len(self.ledger.queue)
-        room = budget.max_trials() - self.ledger.created("search")
+        room = budget.max_trials() - self.ledger.trained("search")
         n = min(free, room)
         if n <= 0:
             return
-        new = await self._in_thread(self._propose_batch, n)
+        try:
+            new, rejected = await self._in_thread(self._propose_batch, n)
+        except LimitsError as exc:
+            self._stopping = ("Failed", exc.reason, str(exc))
+            self._dirty = True
+            return
+        now = time.time()
+        for r in rejected:
+            index = self.ledger.created("search")
+            rec = self.ledger.add_infeasible(
+                trial_seed(self.spec.strategy.seed, "search", index), r.proposal.proposal_id,
+                r.proposal.space, list(r.proposal.tokens or []), r.figures,
+                self.spec.effective_objective().penalty(), r.reason, now)
+            self._emit(R.TRIAL_INFEASIBLE, f"trial {rec.name} not launched: {r.reason}", rec.name)
+            self.ledger.compact(rec)
         for t in new:
             index = self.ledger.created("search")
             self.ledger.add("search", trial_seed(self.spec.strategy.seed, "search", index),
                             t.proposal_id, t.space, t.tokens, t.genotype)
         self._dirty = True
 
-    def _propose_batch(self, n: int) -> list[NewTrial]:
-        new = self.source.propose(n)
+    def _propose_batch(self, n: int) -> tuple[list[NewTrial], list[Rejected]]:
+        gate = self._limit_gate()
+        if gate is None:
+            new, rejected = self.source.propose(n), []
+        else:
+            new, rejected = gate.screen(self.source, n, self.spec.effective_objective().penalty())
         if self.persistence is not None:  # the checkpoint before their launch needs it next
             self.persistence.remember(self.source)
-        return new
+        return new, rejected
+
+    def _limit_gate(self) -> LimitGate | None:
+        """The search's gate when it has constraints and a strategy to propose (weight-sharing
+        searches derive their architecture inside one trainer: nothing to check here)."""
+        if self.spec.effective_objective().constraints is None or self.source.mode != "train":
+            return None
+        gate = getattr(self, "_gate", None)
+        if gate is None or gate.spec is not self.spec:
+            gate = self._gate = LimitGate(self.spec)
+        return gate
 
     def _take_slots(self) -> list[Trial]:
         free = self.spec.budget.parallel() - len(self.ledger.active)
