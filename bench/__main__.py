@@ -55,7 +55,7 @@ MODULES = [
     Module("bench_supernet_ranking", "ENAS supernet ranking of every enas-macro L=3 child (digits table)",
            "sharing"),
     Module("bench_weight_sharing", "ENAS against multi-trial REINFORCE", "sharing"),
-    Module("bench_darts", "DARTS steps/s on 1 and 2 gloo workers; skip edges per epoch", "sharing"),
+    Module("bench_darts", "DARTS steps/s and time to the same loss on 1 and 2 gloo workers; skip edges per epoch", "sharing"),
     Module("bench_controller", "Controller ask/update cost and checkpoint size per space", "overhead"),
     Module("bench_loop", "Status-API reports/s, report-to-next-launch latency, loop memory", "overhead"),
     Module("bench_operator", "Operator on a Kubernetes API: requests per trial, memory", "overhead"),

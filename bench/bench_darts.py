@@ -1,14 +1,19 @@
-"""DARTS on several gloo workers: steps per second with 1 and 2 workers, and the skip-edge collapse measure.
+"""DARTS on several gloo workers: steps per second and time to the same loss with 1 and 2 workers, and skip-edge collapse.
 
-Scaling: the same second-order DARTS search (fixed global batch, so 2 workers
-each compute half of it) runs as ``python -m nas_trainer`` with
-``darts.workers`` 1 and 2 in alternation, several times each; the first epoch
-of each run is warm-up and left out. Every figure is the mean and standard
-deviation over the timed epochs of all repeats, so the spread shows the noise
-of a shared machine. One worker with two micro-batches computes the same
-weights as two workers (the equivalence test in tests/trainer/test_darts_distributed.py),
-so equal steps mean equal loss there; one worker on the whole batch is the
-plain baseline (batch norm over the whole batch, so a slightly different run).
+Scaling: the same second-order DARTS search on the bundled digits (fixed global
+batch, so 2 workers each compute half of it) runs as ``python -m nas_trainer``
+with ``darts.workers`` 1 and 2, every variant once per seed, alternating. Steps
+per second leave out each run's first epoch (warm-up); mean and standard
+deviation over the timed epochs of all runs show the noise of a shared machine.
+Time to the same loss: the target is the 1-worker runs' training loss averaged
+over one epoch's steps (mean over seeds, epoch K = half the run); each run's
+training seconds and images until its first epoch at or below it are reported
+per variant as mean ± sd over seeds, and a difference smaller than the two
+standard deviations summed is reported as none. One worker with two
+micro-batches computes the same weights as two workers (the equivalence test in
+tests/trainer/test_darts_distributed.py), so they need the same images; one
+worker on the whole batch is the plain baseline (batch norm over the whole
+batch, so a slightly different run).
 
 Collapse: one longer first-order search on the bundled digits prints, per epoch,
 the derived cell's skip (identity) edges, the measure DARTS+ stops on
@@ -25,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +38,19 @@ from bench.table import bench_main, format_table
 
 VARIANTS = ((1, 1), (1, 2), (2, 1))
 """(workers, micro-batches per worker): one worker whole, one worker computing what two do, two workers."""
+STEPS_PER_EPOCH = 4
+"""Steps per epoch: an epoch's mean training loss is the loss smoothed over this many steps."""
 
 
-def scaling_doc(quick: bool, workers: int, accumulate: int = 1) -> dict[str, Any]:
+def scaling_doc(quick: bool, workers: int, accumulate: int = 1, seed: int = 0) -> dict[str, Any]:
     batch = 16 if quick else 32
     return {
-        "search": "bench", "trial": "darts", "seed": 0, "mode": "darts",
+        "search": "bench", "trial": "darts", "seed": seed, "mode": "darts",
         "spaceType": "enas-micro", "spaceOptions": {"nodes": 2},
-        "dataset": {"name": "synthetic", "maxTrainExamples": (3 if quick else 4) * batch,
-                    "validationSize": batch},
-        "training": {"epochs": 2 if quick else 3, "batchSize": batch, "learningRate": 0.025,
+        "dataset": {"name": "digits", "maxTrainExamples": STEPS_PER_EPOCH * batch, "validationSize": 4 * batch},
+        "training": {"epochs": 3 if quick else 6, "batchSize": batch, "learningRate": 0.025,
                      "nesterov": False, "weightDecay": 3e-4, "learningRateMin": 0.001,
-                     "gradClip": 5.0, "threads": 1,
+                     "gradClip": 5.0, "threads": 1, "augment": False,
                      "model": {"filters": 4, "cellsPerStage": 1}},
         "darts": {"order": "second", "workers": workers, "accumulate": accumulate},
     }
@@ -83,30 +90,91 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3g} ± {sd:.2g}"
 
 
+@dataclass(frozen=True)
+class Reached:
+    """When one run's smoothed training loss first got to the target (None: never, within its epochs)."""
+
+    seconds: float | None
+    samples: int | None
+
+
+def time_to_target(epochs: list[dict[str, float]], target: float, samples_per_epoch: int) -> Reached:
+    """Training seconds and images seen until the end of the first epoch whose mean training loss is at
+    or below ``target`` (epoch resolution: the mean over an epoch is only known at its end)."""
+    seconds = 0.0
+    for i, e in enumerate(epochs):
+        seconds += e["epoch_seconds"]
+        if e["train_loss"] <= target:
+            return Reached(seconds, (i + 1) * samples_per_epoch)
+    return Reached(None, None)
+
+
+def verdict(values: list[float], base: list[float]) -> str:
+    """Against the baseline: a difference of means within the summed standard deviations is none."""
+    if not values or not base:
+        return "n/a"
+    diff = statistics.mean(values) - statistics.mean(base)
+    noise = sum(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (values, base))
+    if abs(diff) <= noise:
+        return f"no difference (|{diff:+.3g}| <= noise {noise:.2g})"
+    return f"{'more' if diff > 0 else 'less'} ({diff:+.3g}, noise {noise:.2g})"
+
+
 def scaling(quick: bool) -> str:
-    repeats = 1 if quick else 3
-    rates: dict[tuple[int, int], list[float]] = {v: [] for v in VARIANTS}
-    losses: dict[tuple[int, int], float] = {}
-    for _ in range(repeats):
+    seeds = [0] if quick else [0, 1, 2]
+    load_before = os.getloadavg()[0]
+    runs: dict[tuple[int, int], list[list[dict[str, float]]]] = {v: [] for v in VARIANTS}
+    for seed in seeds:  # alternating, so a change of load hits every variant alike
         for workers, accumulate in VARIANTS:
-            epochs = run_trainer(scaling_doc(quick, workers, accumulate))
-            rates[workers, accumulate] += [e["steps_per_second"] for e in epochs[1:]]
-            losses[workers, accumulate] = epochs[-1]["train_loss"]
+            runs[workers, accumulate].append(run_trainer(scaling_doc(quick, workers, accumulate, seed)))
+    load_after = os.getloadavg()[0]
     doc = scaling_doc(quick, 1)
+    batch, n_epochs = doc["training"]["batchSize"], doc["training"]["epochs"]
+    rates = {v: [e["steps_per_second"] for run in runs[v] for e in run[1:]] for v in VARIANTS}
     base = statistics.mean(rates[VARIANTS[0]])
-    rows = [
-        [w, a, doc["training"]["batchSize"] // (w * a), _mean_sd(rates[w, a]), len(rates[w, a]),
-         f"{statistics.mean(rates[w, a]) / base:.2f}", f"{losses[w, a]:.6f}"]
+    rate_rows = [
+        [w, a, batch // (w * a), _mean_sd(rates[w, a]), len(rates[w, a]),
+         f"{statistics.mean(rates[w, a]) / base:.2f}",
+         " / ".join(f"{run[-1]['train_loss']:.6f}" for run in runs[w, a])]
         for w, a in VARIANTS
     ]
-    head = (f"Second-order DARTS, synthetic 3x32x32, nodes {doc['spaceOptions']['nodes']}, "
-            f"filters {doc['training']['model']['filters']}, global batch {doc['training']['batchSize']}, "
-            f"gloo on CPU, 1 thread per worker, {repeats} alternating repeats on a machine of "
-            f"{os.cpu_count()} CPUs.\n\n")
+    # the target: the 1-worker runs' mean training loss over the steps of epoch K, averaged over seeds
+    k = max(n_epochs // 2 - 1, 0)
+    target = statistics.mean(run[k]["train_loss"] for run in runs[VARIANTS[0]])
+    reached = {v: [time_to_target(run, target, STEPS_PER_EPOCH * batch) for run in runs[v]] for v in VARIANTS}
+    secs = {v: [r.seconds for r in reached[v] if r.seconds is not None] for v in VARIANTS}
+    samples = {v: [float(r.samples) for r in reached[v] if r.samples is not None] for v in VARIANTS}
+    target_rows = [
+        [w, a, f"{len(secs[w, a])} of {len(seeds)}",
+         _mean_sd(secs[w, a]) if secs[w, a] else "-", verdict(secs[w, a], secs[VARIANTS[0]]),
+         _mean_sd(samples[w, a]) if samples[w, a] else "-", verdict(samples[w, a], samples[VARIANTS[0]])]
+        for w, a in VARIANTS
+    ]
+    head = (f"Second-order DARTS on digits (8x8), nodes {doc['spaceOptions']['nodes']}, "
+            f"filters {doc['training']['model']['filters']}, global batch {batch}, {STEPS_PER_EPOCH} steps "
+            f"per epoch, {n_epochs} epochs, seeds {seeds} (each seed runs every variant, alternating), gloo on "
+            f"CPU, 1 thread per worker, on a machine of {os.cpu_count()} CPUs shared with other work "
+            f"(1-minute load {load_before:.1f} before, {load_after:.1f} after: wall times are inflated and "
+            f"noisy). Steps/s leave out each run's first epoch (warm-up).\n\n")
+    loss_head = (
+        f"\n\nTime to the same supernet training loss: the target is {target:.4f}, the mean over seeds of "
+        f"the 1-worker runs' training loss averaged over the {STEPS_PER_EPOCH} steps of epoch {k} "
+        f"(of 0..{n_epochs - 1}). A run reaches it at the end of the first epoch whose mean training loss is "
+        "at or below it (epoch resolution); seconds are training seconds (the epochs' step loops: process "
+        "start, the gloo rendezvous and the final evaluation are left out); images are training images "
+        "seen. Mean ± sd over the seeds that reached it; a difference to 1 worker is called one only "
+        "where it exceeds the two standard deviations summed. With the global batch fixed, 1 worker x 2 "
+        "micro-batches and 2 workers compute the same weights (tests/trainer/test_darts_distributed.py), "
+        "so they need the same images and differ only in speed; 1 worker on the whole batch takes batch-norm "
+        f"statistics over {batch} images, not {batch // 2}, so its loss path differs slightly.\n\n")
     return head + format_table(
         ["workers", "micro-batches", "images per micro-batch", "steps/s (mean ± sd)", "timed epochs",
-         "speed-up", "last train loss"],
-        rows,
+         "speed-up", "last train loss per seed"],
+        rate_rows,
+    ) + loss_head + format_table(
+        ["workers", "micro-batches", "seeds reaching target", "training s to target (mean ± sd)",
+         "s against 1 worker", "images to target (mean ± sd)", "images against 1 worker"],
+        target_rows,
     )
 
 
@@ -124,7 +192,7 @@ def collapse(quick: bool) -> str:
 
 
 def run(quick: bool) -> str:
-    return "### Steps per second, 1 and 2 gloo workers\n\n" + scaling(quick) + (
+    return "### Steps per second and time to the same loss, 1 and 2 gloo workers\n\n" + scaling(quick) + (
         "\n\n### Skip edges of the derived cell per epoch\n\n" + collapse(quick)
     )
 

@@ -169,11 +169,13 @@ class EnasSearch:
         return time.perf_counter()
 
     def controller_step(self, epoch: int, index: int, tally: EpochTally) -> None:
-        """One REINFORCE update from ``controllerBatch`` children scored on one validation batch."""
+        """One REINFORCE update from ``controllerBatch`` children scored on one validation batch.
+
+        The children are drawn in one batched controller pass: the update comes only after the
+        last reward, so every child is sampled from the same controller either way."""
         batch = self.task.val_batch_at(epoch, index)
         updates = self.strategy.updates
-        for _ in range(self.enas.controllerBatch):
-            proposal = self.strategy.ask()
+        for proposal in self.strategy.ask_batch(self.enas.controllerBatch):
             metric = self.task.score(proposal.architecture.tokens, batch)
             self.strategy.tell(proposal.id, self.task.reward(metric))
             tally.metric_sum += metric
