@@ -40,6 +40,8 @@ class TrialState(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    EARLY_STOPPED = "EarlyStopped"
+    """Stopped by the early-stopping rule (``spec.earlyStopping``): ended, never failed."""
 
     @property
     def active(self) -> bool:
@@ -47,7 +49,8 @@ class TrialState(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED)
+        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED,
+                        TrialState.EARLY_STOPPED)
 
 
 def trial_name(search: str, stage: str, index: int) -> str:
@@ -185,7 +188,8 @@ class Ledger:
         self._compacted: dict[tuple[str, int], int] = {}
         """Per block: how many of its trials are compacted (all: the block is closed)."""
         self.counts: dict[str, dict[str, int]] = {
-            stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0}
+            stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0,
+                    "stopped": 0}
             for stage in STAGE_LETTER
         }
         """Per stage: trials by outcome, attempts retried, attempts running now."""
@@ -325,6 +329,19 @@ class Ledger:
         trial.completion_time = now
         self.counts[trial.stage]["cancelled"] += 1
 
+    def stop_early(self, trial: Trial, reward: float | None, reason: str, now: float) -> None:
+        """The early-stopping rule stopped the running attempt: the trial ended, with the
+        partial ``reward`` its strategy is told (None: it is not told, stoppedReward exclude)."""
+        self._leave_active(trial)
+        trial.state = TrialState.EARLY_STOPPED
+        trial.reward = reward
+        trial.failure_reason = reason
+        trial.completion_time = now
+        trial.epochs = trial.epochs[-EPOCHS_IN_STATUS:]
+        self.counts[trial.stage]["stopped"] += 1
+        if trial.stage == "search":
+            self.untold.append(trial.name)
+
     def requeue(self, trial: Trial, *, same_attempt: bool = False) -> None:
         """Stop an active attempt without counting a failure (suspend): next attempt later
         (``same_attempt``: this one again, for an attempt that never started)."""
@@ -431,7 +448,7 @@ class Ledger:
             ]
         ledger.queue = deque(data["queue"])
         ledger.untold = deque(data["untold"])
-        ledger.counts = {stage: dict(c) for stage, c in data["counts"].items()}
+        ledger.counts = {stage: {"stopped": 0, **c} for stage, c in data["counts"].items()}
         ledger.topk = [Ranked(**r) for r in data["topk"]]
         ledger.final_results = [Ranked(**r) for r in data["final_results"]]
         ledger.live = {t.name: t for items in ledger.trials.values() for t in items

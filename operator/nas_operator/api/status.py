@@ -14,7 +14,7 @@ from controller_policy.strict import Written
 from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
 
 SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "EarlyStopped"]
 
 
 class Condition(Written):
@@ -40,6 +40,10 @@ class TrialCounts(Written):
     failed: int = Field(default=0, description="Failed for good (after retries).")
     cancelled: int = Field(default=0, description="Stopped by the search (goal, deadline, ...).")
     retried: int = Field(default=0, description="Attempts relaunched after a failure.")
+    earlyStopped: int = Field(
+        default=0, description="Stopped by spec.earlyStopping (ended, not failed; they count "
+        "toward maxTrials).",
+    )
 
 
 class TrialResult(Written):
@@ -60,6 +64,25 @@ class TrialResult(Written):
     retrains: str | None = Field(
         default=None, description="For a final-training run: the search trial it retrains."
     )
+
+
+class EarlyStoppingSummary(Written):
+    """What ``spec.earlyStopping`` did so far."""
+
+    rule: str = Field(description="median or successive-halving.")
+    stopped: dict[str, int] = Field(default_factory=dict, description="Trials stopped, by rule.")
+    epochsSaved: int = Field(
+        default=0, description="Training epochs not run: the stopped trials' epochs left "
+        "(GPU-epochs, one trial on one device).",
+    )
+
+
+class TrialStop(Written):
+    """Why a trial was stopped early."""
+
+    rule: str = Field(description="The rule that stopped it.")
+    epoch: int = Field(description="Epochs it had run when stopped.")
+    reason: str = Field(description="What the rule saw.")
 
 
 class ControllerSummary(Written):
@@ -112,6 +135,9 @@ class NASSearchStatus(Written):
     progress: SearchProgress | None = Field(
         default=None, description="Latest epoch of a long-running trial (ENAS)."
     )
+    earlyStopping: EarlyStoppingSummary | None = Field(
+        default=None, description="Trials stopped early and epochs saved (spec.earlyStopping)."
+    )
     startTime: str | None = Field(default=None, description="When the search started (RFC 3339).")
     completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
 
@@ -132,6 +158,9 @@ class NASTrialStatus(Written):
     completionTime: str | None = Field(default=None, description="When the trial finished.")
     jobName: str | None = Field(default=None, description="Job (or process) of the attempt.")
     failureReason: str | None = Field(default=None, description="Why the trial failed.")
+    earlyStopped: TrialStop | None = Field(
+        default=None, description="Set when spec.earlyStopping stopped the trial: rule, epoch, why."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Conditions, e.g. Scheduled=False while no node fits."
     )

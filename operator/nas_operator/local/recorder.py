@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from nas_operator.ledger import Trial
+from nas_operator.ledger import Trial, TrialState
 from nas_operator.local.genotype_graph import UnknownGenotype, genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
 from nas_operator.loop import TRIAL_ENDINGS, EventReason, LoopEvent, SearchLoop, rfc3339
@@ -52,7 +52,8 @@ class TrialRecorder:
             trial=rec.name, stage=rec.stage, index=rec.index, attempt=rec.attempt,
             phase=rec.state.value, reward=rec.reward, metrics=dict(rec.metrics), seconds=seconds,
             genotype=genotype,
-            failure=None if rec.reward is not None else rec.failure_reason,
+            failure=rec.failure_reason
+            if rec.reward is None or rec.state is TrialState.EARLY_STOPPED else None,
             tokens=list(rec.tokens) if rec.tokens else None,
         )  # fmt: skip
 
@@ -101,7 +102,8 @@ class TrialRecorder:
                 problems.append(f"best.png not drawn: {exc}")
         rows = [r for r in self.folder.rows() if r.stage == "search"]
         if rows:
-            points = [RewardPoint(r.index, r.reward) for r in rows if r.phase != "Cancelled"]
+            points = [RewardPoint(r.index, r.reward) for r in rows  # partial rewards: not drawn
+                      if r.phase not in ("Cancelled", "EarlyStopped")]
             draw_rewards(points, self.folder.rewards_png,
                          f"{self.loop.name}: reward per trial ({self.loop.spec.searchSpace.type}, "
                          f"{self.loop.spec.strategy.type})")

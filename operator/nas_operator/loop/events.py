@@ -29,6 +29,7 @@ class EventReason(StrEnum):
     TRIAL_FAILED = "TrialFailed"
     TRIAL_CANCELLED = "TrialCancelled"
     TRIAL_REQUEUED = "TrialRequeued"
+    TRIAL_EARLY_STOPPED = "TrialEarlyStopped"
     NEW_BEST = "NewBest"
     SEARCH_STARTED = "SearchStarted"
     SEARCH_SUSPENDED = "SearchSuspended"
@@ -51,7 +52,7 @@ class EventReason(StrEnum):
 
 
 TRIAL_ENDINGS = frozenset({EventReason.TRIAL_SUCCEEDED, EventReason.TRIAL_FAILED,
-                           EventReason.TRIAL_CANCELLED})
+                           EventReason.TRIAL_CANCELLED, EventReason.TRIAL_EARLY_STOPPED})
 """Reasons that end a trial for good."""
 
 
