@@ -4,24 +4,16 @@ exactly maxTrials trials, and `kubenas show` says how many were stopped and what
 
 from __future__ import annotations
 
-import pytest
-from test_local_run import (
+from nas_operator import cli
+from tests.support.local_run import (
     checkpoint_facts,
     csv_rows,
-    guarded_processes,
     image_search,
     live_trainers,
     write_yaml,
 )
 
-from nas_operator import cli
-
 TRIALS, EPOCHS = 4, 4
-
-
-@pytest.fixture
-def processes():
-    yield from guarded_processes()
 
 
 def test_successive_halving_stops_weak_trials_and_their_processes(tmp_path, capsys, processes):
@@ -43,9 +35,9 @@ def test_successive_halving_stops_weak_trials_and_their_processes(tmp_path, caps
     stopped = [r for r in rows if r["phase"] == "EarlyStopped"]
     finished = [r for r in rows if r["phase"] == "Succeeded"]
     assert stopped and finished and len(stopped) + len(finished) == TRIALS, rows
-    for r in stopped:  # the trainer was stopped after its first epoch, not left to finish
+    for r in stopped:  # stopped after epoch 1: SIGTERM'd, or its later reports refused
         log = (out / "trials" / r["trial"] / "a0" / "output.log").read_text()
-        assert f"epoch {EPOCHS}/{EPOCHS}" not in log, log
+        assert "SIGTERM" in log or "was stopped early" in log, log
         assert not (out / "trials" / r["trial"] / "a1").exists()  # no retry: not a failure
         assert f"{r['trial']} stopped early by successive-halving at epoch 1" in printed
     assert live_trainers(out) == []

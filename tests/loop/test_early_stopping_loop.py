@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
-from test_loop_support import CountingStrategy, Harness, make_search, wait_until
-
 from controller_policy.contract import Report
 from nas_operator.checkpoint import MemoryCheckpointStore
-from nas_operator.launcher import SimulatedLauncher, SimulatedOutcome
 from nas_operator.ledger import TrialState
 from nas_operator.loop.intake import ReportOutcome
+from nas_operator.testing import SimulatedLauncher, SimulatedOutcome
+from tests.support.loop_harness import CountingStrategy, Harness, make_search, wait_until
 
 EPOCHS = 4
 

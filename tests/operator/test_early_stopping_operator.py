@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
-from test_operator_support import (
+from tests.support.kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
+from tests.support.operator_bed import (
     FakeCluster,
     OperatorBed,
     crd_test_bed,
