@@ -30,7 +30,6 @@ from nas_operator.loop.events import EventReason
 if TYPE_CHECKING:
     from nas_operator.api import NASSearchSpec
     from nas_operator.ledger import Ledger
-    from nas_operator.loop.events import EventBus
     from nas_operator.loop.timers import Timers
     from nas_operator.metrics import SearchMetrics
 
@@ -162,9 +161,6 @@ class StopsEarly:
     _checkpoint: Callable[[], Awaitable[None]]
     _cancel_quietly: Callable[[str, int], Awaitable[None]]
     _dirty: bool
-    _stopped: bool
-    _launch_lock: asyncio.Lock
-    events: EventBus
 
     def _early_stop(self, rec: Trial) -> None:
         """An epoch of ``rec`` was recorded: stop it now if the rule says so."""
@@ -190,16 +186,7 @@ class StopsEarly:
         self._emit(EventReason.TRIAL_EARLY_STOPPED, f"trial {rec.name} {reason} ({told}; "
                    f"{stop.saved} epochs saved)", rec.name, rule=decision.rule,
                    epoch=decision.epoch, reward=reward, saved=stop.saved)
-        self._changed()
-        with contextlib.suppress(RuntimeError):  # no running event loop: the worker does it
-            self.events.spawn(self._stop_soon())
-
-    async def _stop_soon(self) -> None:
-        """Stop the attempt now rather than after the worker's next step (which may be busy
-        learning for a while); a loop that is stopping leaves it to the next one."""
-        async with self._launch_lock:
-            if not self._stopped:
-                await self._cancel_stopped()
+        self._changed()  # the worker stops the attempt at its next step (``_cancel_stopped``)
 
     async def _cancel_stopped(self) -> None:
         """Stop the processes of early-stopped trials, once a checkpoint holds the decision."""
