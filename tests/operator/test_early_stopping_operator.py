@@ -32,18 +32,20 @@ async def test_successive_halving_deletes_the_jobs_of_stopped_trials(kube: KubeT
         doc = document_of(job)
         index = int(doc["trial"][-4:])
         await cluster.run(job)
+        token = await cluster.token(job)  # in the pod's env from its start (the Secret's key
+        # goes when the trial ends, and a stopped trainer still sends what it has)
         epochs = [{"val_accuracy": round(ACCURACY[index] + 0.01 * i, 4)} for i in range(EPOCHS)]
         for i, metrics in enumerate(epochs):
             status, body = await cluster.post(job, {"kind": "epoch", "trial": doc["trial"],
                                                     "attempt": doc["attempt"], "epoch": i,
-                                                    "metrics": metrics})
+                                                    "metrics": metrics}, token)
             if status != 200:  # stopped early: the pod would get its SIGTERM now
                 refused[doc["trial"]] = (status, body)
                 return
             await asyncio.sleep(0.1)
         report = {"kind": "final", "trial": doc["trial"], "attempt": doc["attempt"],
                   "metrics": epochs[-1], "epochs": epochs}
-        status, body = await cluster.post(job, report)
+        status, body = await cluster.post(job, report, token)
         assert status == 200, body
         await cluster.terminate(job, 0)
 
