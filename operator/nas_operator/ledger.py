@@ -42,6 +42,8 @@ class TrialState(StrEnum):
     CANCELLED = "Cancelled"
     INFEASIBLE = "Infeasible"
     """Over ``objective.constraints``: counted, told to the strategy, never launched."""
+    EARLY_STOPPED = "EarlyStopped"
+    """Stopped by the early-stopping rule (``spec.earlyStopping``): ended, never failed."""
 
     @property
     def active(self) -> bool:
@@ -50,7 +52,7 @@ class TrialState(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED,
-                        TrialState.INFEASIBLE)
+                        TrialState.INFEASIBLE, TrialState.EARLY_STOPPED)
 
 
 def trial_name(search: str, stage: str, index: int) -> str:
@@ -189,7 +191,7 @@ class Ledger:
         """Per block: how many of its trials are compacted (all: the block is closed)."""
         self.counts: dict[str, dict[str, int]] = {
             stage: {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0, "running": 0,
-                    "infeasible": 0}
+                    "infeasible": 0, "stopped": 0}
             for stage in STAGE_LETTER
         }
         """Per stage: trials by outcome, attempts retried, attempts running now."""
@@ -349,6 +351,19 @@ class Ledger:
         trial.completion_time = now
         self.counts[trial.stage]["cancelled"] += 1
 
+    def stop_early(self, trial: Trial, reward: float | None, reason: str, now: float) -> None:
+        """The early-stopping rule stopped the running attempt: the trial ended, with the
+        partial ``reward`` its strategy is told (None: it is not told, stoppedReward exclude)."""
+        self._leave_active(trial)
+        trial.state = TrialState.EARLY_STOPPED
+        trial.reward = reward
+        trial.failure_reason = reason
+        trial.completion_time = now
+        trial.epochs = trial.epochs[-EPOCHS_IN_STATUS:]
+        self.counts[trial.stage]["stopped"] += 1
+        if trial.stage == "search":
+            self.untold.append(trial.name)
+
     def requeue(self, trial: Trial, *, same_attempt: bool = False) -> None:
         """Stop an active attempt without counting a failure (suspend): next attempt later
         (``same_attempt``: this one again, for an attempt that never started)."""
@@ -455,7 +470,7 @@ class Ledger:
             ]
         ledger.queue = deque(data["queue"])
         ledger.untold = deque(data["untold"])
-        ledger.counts = {stage: dict(c) for stage, c in data["counts"].items()}
+        ledger.counts = {stage: {"stopped": 0, **c} for stage, c in data["counts"].items()}
         ledger.topk = [Ranked(**r) for r in data["topk"]]
         ledger.final_results = [Ranked(**r) for r in data["final_results"]]
         ledger.live = {t.name: t for items in ledger.trials.values() for t in items

@@ -35,6 +35,8 @@ except PackageNotFoundError:
     VERSION = "0.0.0+unknown"
 
 TRIAL_OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
+EARLY_STOPPING_RULES = ("median", "successive-halving")
+"""The ``rule`` label of ``kubenas_trials_early_stopped_total``."""
 REPORT_RESULTS = (
     "accepted", "duplicate", "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
     "unavailable",
@@ -63,6 +65,8 @@ METRIC_FAMILIES: tuple[str, ...] = (
     "kubenas_status_api_reports_total",
     "kubenas_searches",
     "kubenas_build_info",
+    "kubenas_trials_early_stopped_total",
+    "kubenas_epochs_saved_total",
 )
 HISTOGRAMS = (
     "kubenas_trial_duration_seconds",
@@ -103,8 +107,10 @@ class SearchMetrics:
         # best reward, entropy, baseline stay absent until there is a value.
         for outcome in TRIAL_OUTCOMES:
             parent.trials_total.labels(*self.labels, outcome)
+        for rule in EARLY_STOPPING_RULES:
+            parent.early_stopped.labels(*self.labels, rule)
         for metric in (parent.controller_updates, parent.trial_duration, parent.reward,
-                       parent.controller_update_duration):
+                       parent.controller_update_duration, parent.epochs_saved):
             metric.labels(*self.labels)
         self.set_counts(0, 0)
 
@@ -145,6 +151,11 @@ class SearchMetrics:
 
     def set_checkpoint_size(self, size: int) -> None:
         self.parent.checkpoint_size.labels(*self.labels).set(size)
+
+    def early_stopped(self, rule: str, epochs_saved: int) -> None:
+        """A trial stopped early by ``rule``, ``epochs_saved`` epochs before its last."""
+        self.parent.early_stopped.labels(*self.labels, rule).inc()
+        self.parent.epochs_saved.labels(*self.labels).inc(epochs_saved)
 
 
 class OperatorMetrics:
@@ -195,6 +206,14 @@ class OperatorMetrics:
         self.checkpoint_size = Gauge(
             "kubenas_checkpoint_size_bytes", "Size of the last checkpoint.", sl, registry=r
         )
+        self.early_stopped = Counter(
+            "kubenas_trials_early_stopped_total", "Trials stopped by spec.earlyStopping, by rule.",
+            [*sl, "rule"], registry=r,
+        )  # fmt: skip
+        self.epochs_saved = Counter(
+            "kubenas_epochs_saved_total", "Training epochs not run because trials were stopped "
+            "early (GPU-epochs, one trial on one device).", sl, registry=r,
+        )  # fmt: skip
         self.reports_total = Counter(
             "kubenas_status_api_reports_total", "Trainer reports by result.", ["result"], registry=r
         )
@@ -228,10 +247,14 @@ class OperatorMetrics:
         for outcome in TRIAL_OUTCOMES:
             with contextlib.suppress(KeyError):
                 self.trials_total.remove(*labels, outcome)
+        for rule in EARLY_STOPPING_RULES:
+            with contextlib.suppress(KeyError):
+                self.early_stopped.remove(*labels, rule)
         for metric in (
             self.trials_running, self.trials_pending, self.trial_duration, self.reward,
             self.best_reward, self.controller_updates, self.controller_entropy,
             self.controller_baseline, self.controller_update_duration, self.checkpoint_size,
+            self.epochs_saved,
         ):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)

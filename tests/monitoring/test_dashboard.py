@@ -49,6 +49,8 @@ CONTRACT = {
     "kubenas_status_api_reports_total": "counter",
     "kubenas_searches": "gauge",
     "kubenas_build_info": "gauge",
+    "kubenas_trials_early_stopped_total": "counter",
+    "kubenas_epochs_saved_total": "counter",
 }
 # prometheus-client's process collector (Linux), used for the operator's health.
 PROCESS_SERIES = {

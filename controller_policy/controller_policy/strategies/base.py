@@ -108,6 +108,15 @@ class Strategy(ABC):
     def tell_failure(self, proposal_id: int) -> None:
         """The proposal's trial failed for good (learned from as ``failure_reward`` if set)."""
 
+    def withdraw(self, proposal_id: int) -> None:
+        """Close a proposal without learning from it at all (not even as a failure): an
+        early-stopped trial under ``stoppedReward: exclude``. Strategies keep their
+        proposals in a ``ProposalBook`` named ``ledger``; one that does not must override."""
+        book = getattr(self, "ledger", None)
+        if book is None or not hasattr(book, "withdraw"):
+            raise StrategyError(f"{type(self).__name__} cannot withdraw a proposal")
+        book.withdraw(proposal_id)
+
     @property
     @abstractmethod
     def pending(self) -> list[int]:

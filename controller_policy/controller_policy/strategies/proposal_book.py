@@ -66,6 +66,11 @@ class ProposalBook:
             self.best_reward, self.best_id, self.best_tokens = reward, proposal_id, list(rec.tokens)
         return rec
 
+    def withdraw(self, proposal_id: int) -> None:
+        """Forget a pending proposal, neither told nor failed (its trial teaches nothing)."""
+        self.check(proposal_id)
+        del self.pending[proposal_id]
+
     def summary(self) -> dict[str, Any]:
         return {
             "asked": self.next_id,

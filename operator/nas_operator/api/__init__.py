@@ -39,6 +39,7 @@ from nas_operator.api.resources import (
 from nas_operator.api.status import (
     Condition,
     ControllerSummary,
+    EarlyStoppingSummary,
     NASSearchStatus,
     NASTrialStatus,
     SearchPhase,
@@ -46,6 +47,7 @@ from nas_operator.api.status import (
     TrialCounts,
     TrialPhase,
     TrialResult,
+    TrialStop,
 )
 from nas_operator.api.trial import DatasetClaim, ModelOutput, Toleration, TrialDataset, TrialSpec
 from nas_operator.api.validation import parse_duration
@@ -53,11 +55,11 @@ from nas_operator.api.validation import parse_duration
 __all__ = [
     "API_GROUP", "API_VERSION", "BUNDLED_DATASETS", "DEFAULT_TRAINER_IMAGE", "EPOCHS_IN_STATUS",
     "MAX_SEARCH_NAME", "POD_CHECKPOINT_DIR", "POD_TMP_DIR", "TOP_K_LIMIT",
-    "BudgetSpec", "Condition", "ControllerSummary", "DatasetClaim", "FinalTrainingSpec", "ModelOutput",
+    "BudgetSpec", "Condition", "ControllerSummary", "DatasetClaim", "EarlyStoppingSummary", "FinalTrainingSpec", "ModelOutput",
     "NASSearch", "NASSearchSpec", "NASSearchStatus", "NASTrial", "NASTrialSpec", "NASTrialStatus",
     "ObjectMeta", "SearchPhase", "SearchProgress", "SearchSpaceSpec", "SpaceType", "SpecError",
     "StrategySpec", "StrategyType", "Toleration", "TrialCounts", "TrialDataset", "TrialPhase",
-    "TrialResult", "TrialSpec", "TrialStage", "format_validation_error", "load_search_yaml",
-    "parse_duration", "parse_search", "parse_spec", "require_trainer", "space_class",
-    "strategy_class",
+    "TrialResult", "TrialSpec", "TrialStage", "TrialStop", "format_validation_error",
+    "load_search_yaml", "parse_duration", "parse_search", "parse_spec", "require_trainer",
+    "space_class", "strategy_class",
 ]

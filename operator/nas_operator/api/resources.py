@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller_policy.contract import EnasSpec, TrainingSpec
+from controller_policy.early_stopping import EarlyStopping
 from controller_policy.objective import Objective
 from controller_policy.spaces.base import Architecture
 from controller_policy.strict import Strict, brief
@@ -184,6 +185,12 @@ class NASSearchSpec(Strict):
     trial: TrialSpec = Field(default_factory=TrialSpec, description="How each trial runs.")
     finalTraining: FinalTrainingSpec | None = Field(
         default=None, description="Optional retraining of the top-k after the search."
+    )
+    earlyStopping: EarlyStopping | None = Field(
+        default=None,
+        description="Stop weak trials before their last epoch (median or successive-halving "
+        "on the objective's metric); a stopped trial ends EarlyStopped and counts toward "
+        "maxTrials.",
     )
     suspend: bool = Field(
         default=False,

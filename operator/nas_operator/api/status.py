@@ -14,7 +14,8 @@ from controller_policy.strict import Written
 from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
 
 SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Infeasible"]
+TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Infeasible",
+                     "EarlyStopped"]
 
 
 class Condition(Written):
@@ -42,6 +43,10 @@ class TrialCounts(Written):
     retried: int = Field(default=0, description="Attempts relaunched after a failure.")
     infeasible: int = Field(default=0, description="Proposals over objective.constraints, "
                             "never trained (not in total).")
+    earlyStopped: int = Field(
+        default=0, description="Stopped by spec.earlyStopping (ended, not failed; they count "
+        "toward maxTrials).",
+    )
 
 
 class TrialResult(Written):
@@ -62,6 +67,25 @@ class TrialResult(Written):
     retrains: str | None = Field(
         default=None, description="For a final-training run: the search trial it retrains."
     )
+
+
+class EarlyStoppingSummary(Written):
+    """What ``spec.earlyStopping`` did so far."""
+
+    rule: str = Field(description="median or successive-halving.")
+    stopped: dict[str, int] = Field(default_factory=dict, description="Trials stopped, by rule.")
+    epochsSaved: int = Field(
+        default=0, description="Training epochs not run: the stopped trials' epochs left "
+        "(GPU-epochs, one trial on one device).",
+    )
+
+
+class TrialStop(Written):
+    """Why a trial was stopped early."""
+
+    rule: str = Field(description="The rule that stopped it.")
+    epoch: int = Field(description="Epochs it had run when stopped.")
+    reason: str = Field(description="What the rule saw.")
 
 
 class ControllerSummary(Written):
@@ -114,6 +138,9 @@ class NASSearchStatus(Written):
     progress: SearchProgress | None = Field(
         default=None, description="Latest epoch of a long-running trial (ENAS)."
     )
+    earlyStopping: EarlyStoppingSummary | None = Field(
+        default=None, description="Trials stopped early and epochs saved (spec.earlyStopping)."
+    )
     startTime: str | None = Field(default=None, description="When the search started (RFC 3339).")
     completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
 
@@ -134,6 +161,9 @@ class NASTrialStatus(Written):
     completionTime: str | None = Field(default=None, description="When the trial finished.")
     jobName: str | None = Field(default=None, description="Job (or process) of the attempt.")
     failureReason: str | None = Field(default=None, description="Why the trial failed.")
+    earlyStopped: TrialStop | None = Field(
+        default=None, description="Set when spec.earlyStopping stopped the trial: rule, epoch, why."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Conditions, e.g. Scheduled=False while no node fits."
     )

@@ -25,6 +25,7 @@ from nas_operator.api.defaults import (
     validate_over_defaults,
     validated_strategy_config,
 )
+from nas_operator.api.early_stopping import early_stopping_problems
 from nas_operator.api.errors import format_validation_error
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
         except ValidationError as exc:
             errors.extend(format_validation_error(exc, "spec.finalTraining.training"))
     errors.extend(_strategy_config_problems(spec))
+    errors.extend(early_stopping_problems(spec))
     return errors
 
 

@@ -38,7 +38,8 @@ SEARCH_EVENTS = frozenset({
 })
 """Loop events worth an Event on the NASSearch."""
 TRIAL_EVENTS = frozenset({EventReason.TRIAL_RETRIED, EventReason.TRIAL_FAILED,
-                          EventReason.TRIAL_REQUEUED, EventReason.LAUNCH_FAILED})
+                          EventReason.TRIAL_REQUEUED, EventReason.LAUNCH_FAILED,
+                          EventReason.TRIAL_EARLY_STOPPED})
 """Loop events worth an Event on the NASTrial."""
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
@@ -134,7 +135,7 @@ class StatusWriter:
         if conditions:
             status = status.model_copy(update={"conditions": list(conditions.values())})
         self._trials[trial] = status.model_dump(mode="json")
-        if status.phase in ("Succeeded", "Failed", "Cancelled"):
+        if status.phase in ("Succeeded", "Failed", "Cancelled", "EarlyStopped"):
             self.trial_conditions.pop(trial, None)
         self._wake.set()
 

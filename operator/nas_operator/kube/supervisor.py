@@ -36,7 +36,7 @@ from nas_operator.loop import TRIAL_ENDINGS, EventReason, LoopEvent, SearchLoop
 
 log = logging.getLogger(__name__)
 
-FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "EarlyStopped"})
 START_RETRY = 5.0
 """Seconds between tries to start a search whose start failed on the API (not on its spec)."""
 

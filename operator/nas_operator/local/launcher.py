@@ -198,7 +198,7 @@ class LocalLauncher(Launcher):
         self._notify("on_trial_started", request.trial, request.attempt)
 
     async def cancel(self, trial: str, attempt: int) -> None:
-        record = self._attempts.get((trial, attempt))
+        record = self._attempts.get((trial, attempt)) or self._unwatched(trial, attempt)
         if record is None or record.done.is_set():
             return
         record.stopping = True
@@ -206,6 +206,17 @@ class LocalLauncher(Launcher):
         if record.watcher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await record.watcher
+
+    def _unwatched(self, trial: str, attempt: int) -> _Attempt | None:
+        """An attempt an earlier runner started and this one never adopted (its trial ended
+        while no runner watched, e.g. stopped early just before a restart), still alive."""
+        folder = self.attempt_folder(trial, attempt)
+        info = _read_json(folder / "pid")
+        if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+            return None
+        if not process_alive(info["pid"], info.get("start")):
+            return None
+        return _Attempt(trial, attempt, folder, info["pid"], info.get("start"), time.time(), None)
 
     async def adopt(self, request: LaunchRequest) -> bool:
         """Re-attach to an attempt an earlier runner started: watch it if it still runs, take

@@ -31,7 +31,7 @@ LINE_EVENTS = frozenset({
     EventReason.TRIAL_CANCELLED, EventReason.TRIAL_REQUEUED, EventReason.NEW_BEST,
     EventReason.LAUNCH_FAILED, EventReason.CHECKPOINT_FAILED, EventReason.STRATEGY_ERROR,
     EventReason.CANCEL_FAILED, EventReason.FINAL_TRAINING_STARTED, EventReason.SEARCH_SUCCEEDED,
-    EventReason.SEARCH_FAILED,
+    EventReason.SEARCH_FAILED, EventReason.TRIAL_EARLY_STOPPED,
 })
 """Events worth a line of their own (the rest only move the bar)."""
 
@@ -97,7 +97,7 @@ class ProgressView:
         if self.weight_sharing:
             return self.epochs_done
         t = self.loop.status().trials
-        return t.succeeded + t.failed + t.cancelled
+        return t.succeeded + t.failed + t.cancelled + t.earlyStopped
 
     def refresh(self) -> None:
         if self._progress is None or self._task is None:
@@ -125,7 +125,8 @@ class ProgressView:
             if stage == "search" and not self.weight_sharing:
                 return f"{prefix} [{self.done_count()}/{self.total}] {line}"
             return f"{prefix} {line}"
-        if event.reason == EventReason.TRIAL_FAILED and not self.weight_sharing:
+        if event.reason in (EventReason.TRIAL_FAILED, EventReason.TRIAL_EARLY_STOPPED) \
+                and not self.weight_sharing:
             return f"{prefix} [{self.done_count()}/{self.total}] {event.message}"
         return f"{prefix} {event.message}"
 

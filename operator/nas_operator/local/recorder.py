@@ -52,8 +52,8 @@ class TrialRecorder:
             trial=rec.name, stage=rec.stage, index=rec.index, attempt=rec.attempt,
             phase=rec.state.value, reward=rec.reward, metrics=dict(rec.metrics), seconds=seconds,
             genotype=genotype,
-            failure=rec.failure_reason if rec.reward is None or rec.state is TrialState.INFEASIBLE
-            else None,
+            failure=rec.failure_reason if rec.reward is None or rec.state in (
+                TrialState.INFEASIBLE, TrialState.EARLY_STOPPED) else None,
             tokens=list(rec.tokens) if rec.tokens else None,
         )  # fmt: skip
 
@@ -102,7 +102,8 @@ class TrialRecorder:
                 problems.append(f"best.png not drawn: {exc}")
         rows = [r for r in self.folder.rows() if r.stage == "search"]
         if rows:
-            points = [RewardPoint(r.index, r.reward) for r in rows if r.phase != "Cancelled"]
+            points = [RewardPoint(r.index, r.reward) for r in rows  # partial rewards: not drawn
+                      if r.phase not in ("Cancelled", "EarlyStopped")]
             draw_rewards(points, self.folder.rewards_png,
                          f"{self.loop.name}: reward per trial ({self.loop.spec.searchSpace.type}, "
                          f"{self.loop.spec.strategy.type})")

@@ -19,6 +19,7 @@ from nas_operator.checkpoint import CheckpointError, decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.genotype_graph import genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
+from nas_operator.loop.early_stopping import EarlyStopper
 from nas_operator.retrained import SCORE_LABEL, scored_by
 
 TOP_SHOWN = 5
@@ -41,6 +42,9 @@ class RunSummary:
     strategy_told: int | None = None
     rows: list[TrialRow] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    stopped_early: dict[str, int] = field(default_factory=dict)
+    """Trials stopped by spec.earlyStopping, by rule."""
+    epochs_saved: int = 0
 
     @property
     def finished(self) -> bool:
@@ -69,6 +73,11 @@ def load_summary(folder: RunFolder) -> RunSummary:
         summary.running = len(ledger.active)
         summary.seconds = float(state.get("active_seconds") or 0.0)
         summary.controller = dict(state.get("controller") or {})
+        es = search.spec.earlyStopping
+        if es is not None:
+            stopper = EarlyStopper(es, search.spec.effective_objective().metric)
+            stopper.load(state.get("earlyStopping"))
+            summary.stopped_early, summary.epochs_saved = stopper.counts(), stopper.epochs_saved()
     return summary
 
 
@@ -92,6 +101,11 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         f"{c.get('succeeded', 0)} succeeded, {c.get('failed', 0)} failed, "
         f"{c.get('cancelled', 0)} cancelled, {summary.running} running; "
         f"{c.get('retried', 0)} attempts retried", highlight=False)
+    if spec.earlyStopping is not None:
+        es = spec.earlyStopping
+        stopped = sum(summary.stopped_early.values())
+        console.print(f"early stop  {stopped} stopped by {es.type} ({es.stoppedReward} reward), "
+                      f"{summary.epochs_saved} training epochs saved", highlight=False)
     if summary.seconds:
         console.print(f"search time {_duration(summary.seconds)}", highlight=False)
     ctl = summary.controller

@@ -37,6 +37,7 @@ from nas_operator.checkpoint import CheckpointStore
 from nas_operator.launcher import Launcher, LaunchRequest
 from nas_operator.ledger import Ledger, Ranked, Trial, report_digest
 from nas_operator.loop.build import build_parts
+from nas_operator.loop.early_stopping import EarlyStopper, StopsEarly
 from nas_operator.loop.events import EventBus, EventReason, Subscriber
 from nas_operator.loop.intake import (
     ReportOutcome,
@@ -67,7 +68,7 @@ Stopping = tuple[str, str, str]
 """(phase, reason, message) the search ends with once the worker gets to it."""
 
 
-class SearchLoop(Worker):
+class SearchLoop(Worker, StopsEarly):
     """Owns one search: ledger, proposal source, budget, checkpoints; launches through a
     ``Launcher``."""
 
@@ -100,6 +101,9 @@ class SearchLoop(Worker):
             space = cls(self.spec.searchSpace.options)
         self.space = space
         self.source: ProposalSource = proposal_source(self.spec, space, strategy)
+        es = self.spec.earlyStopping
+        self.stopper = (EarlyStopper(es, self.spec.effective_objective().metric)
+                        if es is not None and not self.weight_sharing else None)
         self.persistence: Persistence | None = None
         self.store = store
         self.ledger = Ledger(self.name)
@@ -240,6 +244,8 @@ class SearchLoop(Worker):
         """
         new, current = immutable_parts(spec), immutable_parts(self.spec)
         changed = [k for k in IMMUTABLE if new[k] != current[k]]
+        if spec.earlyStopping != self.spec.earlyStopping:
+            changed.append("earlyStopping")
         if changed:
             raise SpecError([
                 f"spec.{k}: cannot change after the search started; create a new NASSearch"
@@ -299,6 +305,7 @@ class SearchLoop(Worker):
                 self._emit(R.TRIAL_EPOCH, f"trial {rec.name} epoch {report.epoch}: "
                            + ", ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()),
                            rec.name, epoch=report.epoch, metrics=dict(report.metrics))
+                self._early_stop(rec)
             return result
         if report.kind == "final":
             return self._final_report(rec, report)
@@ -425,6 +432,8 @@ class SearchLoop(Worker):
         self._observe_duration(rec, now)
         previous = self.ledger.best
         kept = [{"epoch": float(i), **e} for i, e in enumerate(epochs)]
+        if self.stopper is not None:
+            self.stopper.on_success(rec, kept)
         self.ledger.succeed(rec, reward, metrics, kept, digest, now)
         self._metric("trial_outcome", "succeeded")
         self._metric("observe_reward", reward)

@@ -31,6 +31,7 @@ class EventReason(StrEnum):
     TRIAL_REQUEUED = "TrialRequeued"
     TRIAL_INFEASIBLE = "TrialInfeasible"
     """A proposal over objective.constraints: told to the strategy, never launched."""
+    TRIAL_EARLY_STOPPED = "TrialEarlyStopped"
     NEW_BEST = "NewBest"
     SEARCH_STARTED = "SearchStarted"
     SEARCH_SUSPENDED = "SearchSuspended"
@@ -53,7 +54,8 @@ class EventReason(StrEnum):
 
 
 TRIAL_ENDINGS = frozenset({EventReason.TRIAL_SUCCEEDED, EventReason.TRIAL_FAILED,
-                           EventReason.TRIAL_CANCELLED, EventReason.TRIAL_INFEASIBLE})
+                           EventReason.TRIAL_CANCELLED, EventReason.TRIAL_INFEASIBLE,
+                           EventReason.TRIAL_EARLY_STOPPED})
 """Reasons that end a trial for good."""
 
 

@@ -85,6 +85,10 @@ def late_report(trial: str, rec: Trial | FinishedTrial, report: Report) -> Repor
             and state is TrialState.SUCCEEDED and report.epoch < n_epochs):
         return ReportResult(ReportOutcome.DUPLICATE, f"trial {trial}: epoch {report.epoch} "
                             "already covered by the final report")
+    if state is TrialState.EARLY_STOPPED:
+        return ReportResult(ReportOutcome.CONFLICT, f"trial {trial} was stopped early "
+                            f"(attempt {attempt}, after {n_epochs} epochs); report not counted, "
+                            "the trainer may exit")
     return ReportResult(ReportOutcome.CONFLICT, f"trial {trial} already ended "
                         f"({state.value}, attempt {attempt}); report not counted")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nas_operator.api import SpecError
@@ -34,6 +34,8 @@ class Restored:
 
     state: LoopState
     ledger: Ledger
+    data: dict[str, Any] = field(default_factory=dict)
+    """The checkpoint's whole state document (parts kept by other modules: earlyStopping)."""
 
 
 class Persistence:
@@ -81,12 +83,12 @@ class Persistence:
         data = ckpt.state
         if data.get("fingerprint") != fingerprint:
             raise SpecError([
-                "spec: the checkpoint was written for a different searchSpace, strategy or "
-                f"objective (key {self.key}); restore the old spec or start a new search"
+                "spec: the checkpoint was written for a different searchSpace, strategy, "
+                f"objective or earlyStopping (key {self.key}); restore the old spec or start a new search"
             ])
         if ckpt.strategy:
             await asyncio.to_thread(source.load_bytes, ckpt.strategy)
-        return Restored(LoopState.from_json(data), Ledger.from_state(data["ledger"]))
+        return Restored(LoopState.from_json(data), Ledger.from_state(data["ledger"]), data)
 
     async def delete(self) -> None:
         await self.store.delete(self.key)

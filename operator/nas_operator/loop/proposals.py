@@ -103,7 +103,10 @@ class StrategyProposals(ProposalSource):
         errors = []
         for rec in trials:
             try:
-                if rec.state is TrialState.SUCCEEDED and rec.reward is not None:
+                if rec.state is TrialState.EARLY_STOPPED and rec.reward is None:
+                    self.strategy.withdraw(rec.proposal_id)  # type: ignore[arg-type]
+                elif rec.state in (TrialState.SUCCEEDED, TrialState.EARLY_STOPPED) \
+                        and rec.reward is not None:
                     self.strategy.tell(rec.proposal_id, rec.reward)  # type: ignore[arg-type]
                 else:
                     self.strategy.tell_failure(rec.proposal_id)  # type: ignore[arg-type]

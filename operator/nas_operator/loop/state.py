@@ -27,7 +27,10 @@ def immutable_parts(spec: NASSearchSpec) -> dict[str, Any]:
 
 def fingerprint(spec: NASSearchSpec) -> str:
     """Short digest of the parts a checkpoint must agree with."""
-    text = json.dumps(immutable_parts(spec), sort_keys=True)
+    parts = immutable_parts(spec)
+    if spec.earlyStopping is not None:  # absent otherwise: older checkpoints still match
+        parts["earlyStopping"] = spec.earlyStopping.model_dump(mode="json")
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

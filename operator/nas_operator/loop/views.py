@@ -16,10 +16,12 @@ from controller_policy.spaces.base import Architecture
 from nas_operator.api import (
     EPOCHS_IN_STATUS,
     Condition,
+    EarlyStoppingSummary,
     NASSearchStatus,
     NASTrialSpec,
     NASTrialStatus,
     TrialCounts,
+    TrialStop,
 )
 from nas_operator.launcher import LaunchRequest, report_url
 from nas_operator.ledger import Trial, TrialState
@@ -67,6 +69,7 @@ def search_status(loop: SearchLoop) -> NASSearchStatus:
             running=states["running"], succeeded=counts["succeeded"], failed=counts["failed"],
             cancelled=counts["cancelled"], retried=counts["retried"],
             infeasible=counts.get("infeasible", 0),
+            earlyStopped=counts.get("stopped", 0),
         ),  # fmt: skip
         best=best.result(loop.best_genotype(best)).model_copy(update=scored) if best else None,
         topK=top,
@@ -75,6 +78,9 @@ def search_status(loop: SearchLoop) -> NASSearchStatus:
         modelOutput=loop.spec.finalTraining.output_uri(loop.namespace, loop.name)
         if state.stage == "final" and loop.spec.finalTraining else None,
         controller=state.controller.model_copy(),
+        earlyStopping=None if loop.stopper is None else EarlyStoppingSummary(
+            rule=loop.stopper.rule.name, stopped=loop.stopper.counts(),
+            epochsSaved=loop.stopper.epochs_saved()),
         startTime=rfc3339(state.start_time),
         completionTime=rfc3339(state.completion_time),
     )
@@ -95,9 +101,18 @@ def trial_view(loop: SearchLoop, name: str) -> tuple[NASTrialSpec, NASTrialStatu
         metrics=dict(rec.metrics), reward=rec.reward,
         startTime=rfc3339(rec.start_time), completionTime=rfc3339(rec.completion_time),
         jobName=rec.job_name if rec.launched or rec.state.terminal else None,
-        failureReason=rec.failure_reason if rec.state is not TrialState.SUCCEEDED else None,
+        failureReason=rec.failure_reason
+        if rec.state not in (TrialState.SUCCEEDED, TrialState.EARLY_STOPPED) else None,
+        earlyStopped=_stop_of(loop, rec),
     )  # fmt: skip
     return spec, status
+
+
+def _stop_of(loop: SearchLoop, rec: Trial) -> TrialStop | None:
+    if rec.state is not TrialState.EARLY_STOPPED or loop.stopper is None:
+        return None
+    stop = loop.stopper.stopped.get(rec.index)
+    return None if stop is None else TrialStop(rule=stop.rule, epoch=stop.epoch, reason=stop.reason)
 
 
 def _architecture(loop: SearchLoop, trial: Trial) -> Architecture | None:

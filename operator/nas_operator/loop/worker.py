@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nas_operator.ledger import Trial, TrialState
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from nas_operator.launcher import Launcher, LaunchRequest
     from nas_operator.ledger import Ledger
     from nas_operator.loop.core import Stopping
+    from nas_operator.loop.early_stopping import EarlyStopper
     from nas_operator.loop.events import EventBus
     from nas_operator.loop.persistence import Persistence
     from nas_operator.loop.proposals import NewTrial, ProposalSource
@@ -76,6 +77,8 @@ class Worker:
     _observe_duration: Callable[[Trial, float], None]
     _publish_counts: Callable[[], None]
     _resolve_done: Callable[[], None]
+    stopper: EarlyStopper | None
+    _cancel_stopped: Callable[[], Awaitable[None]]
 
     # ================================================================ worker
     async def _run(self) -> None:
@@ -97,6 +100,7 @@ class Worker:
     async def _step(self) -> None:
         await self._learn()
         async with self._launch_lock:
+            await self._cancel_stopped()
             if await self._check_end():
                 await self._finish()
                 return
@@ -176,7 +180,8 @@ class Worker:
         best = self.ledger.best
         assert best is not None
         score = "supernet score" if scored_by(self.spec.strategy.type) == "supernet" else "reward"
-        msg = (f"{c['succeeded']} trials succeeded, {c['failed']} failed; best {best.name} "
+        stopped = f", {c['stopped']} stopped early" if c.get("stopped") else ""
+        msg = (f"{c['succeeded']} trials succeeded, {c['failed']} failed{stopped}; best {best.name} "
                f"{score} {best.reward:.6g}")
         if self.state.stage == "final":
             done = self.ledger.counts["final"]
@@ -305,6 +310,9 @@ class Worker:
         """
         live = [t for t in self.ledger.iter_live() if not t.state.terminal]
         stopping = [(t.name, t.attempt) for t in live if t.state.active]
+        if self.stopper is not None:  # stopped early, their processes not yet stopped
+            stopping += list(self.stopper.to_cancel.items())
+            self.stopper.to_cancel.clear()
         now = time.time()
         for t in live:
             self.timers.clear(t.name)
@@ -401,6 +409,8 @@ class Worker:
         if self.persistence is None:
             return
         state = self.state.to_json(self.namespace, self.name, self.spec, self.generation)
+        if self.stopper is not None:
+            state["earlyStopping"] = self.stopper.to_state()
         try:
             ref, size = await self.persistence.save(state, self.ledger, self.source)
         except Exception as exc:  # storage trouble must not stop the search; say it loudly
@@ -418,6 +428,8 @@ class Worker:
         if restored is None:
             return False
         self.state, self.ledger = restored.state, restored.ledger
+        if self.stopper is not None:
+            self.stopper.load(restored.data.get("earlyStopping"))
         if self.metrics is not None:
             self.metrics.resume_updates(self.state.controller.updates)
             if self.ledger.best is not None:

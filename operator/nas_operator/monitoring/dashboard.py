@@ -205,6 +205,17 @@ ROWS: tuple[RowSpec, ...] = (
                       f"{{{SEARCH}}}[$window])) / sum by (namespace, search) (rate("
                       f"kubenas_trial_duration_seconds_count{{{SEARCH}}}[$window]))",
                       "{{namespace}}/{{search}}"),), unit="s"),
+        PanelSpec("Trials stopped early by rule", "timeseries", 12, 8,
+                  "Trials spec.earlyStopping ended before their last epoch, so far, by rule "
+                  "(kubenas_trials_early_stopped_total). Stopped trials count toward maxTrials "
+                  "and never as failed.",
+                  (_q(f"sum by (rule) (kubenas_trials_early_stopped_total{{{SEARCH}}})",
+                      "{{rule}}"),)),
+        PanelSpec("GPU-epochs saved by early stopping", "timeseries", 12, 8,
+                  "Training epochs the stopped trials did not run, so far, per search "
+                  "(kubenas_epochs_saved_total): one epoch of one trial on its device.",
+                  (_q(_by_search("kubenas_epochs_saved_total", "sum"),
+                      "{{namespace}}/{{search}}"),)),
     )),
     RowSpec("Controller", (
         PanelSpec("Controller entropy", "timeseries", 8, 8,
