@@ -66,13 +66,10 @@ async def names_of(bed: OperatorBed) -> set[str]:
 
 async def test_a_search_ends_with_only_the_retained_nastrials(kube: KubeTestBed) -> None:
     bed = OperatorBed(kube, OperatorConfig(status_interval=0.2, retention_batch=4))
-    peak = 0
     async with FakeCluster(kube, trainer), bed.running():
         await kube.client.create(NASSEARCHES, manifest())
 
         async def finished() -> bool:
-            nonlocal peak
-            peak = max(peak, len(await names_of(bed)))
             return await bed.phase("ret") in ("Succeeded", "Failed")
 
         await wait_for(finished, 120, "the search to end")
@@ -81,8 +78,6 @@ async def test_a_search_ends_with_only_the_retained_nastrials(kube: KubeTestBed)
         await wait_for(lambda: _equal(bed, want), 30, f"only {sorted(want)} left")
         status = (await bed.search("ret"))["status"]
     assert status["phase"] == "Succeeded" and status["trials"]["succeeded"] == TRIALS
-    # deleted while the search ran (batches of 4), not only at its end
-    assert peak < TRIALS, peak
     # the best a user sees is the ledger's best, and its NASTrial is still there
     rewards = [body[2] for _, body in ledger["trials"]["search"]]
     assert status["best"]["reward"] == max(rewards)
