@@ -40,8 +40,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"full": {"trials": 400, "parallel": 40, "kills": 12, "fuzz": 3000,
-                  "local_trials": 12, "local_kills": 5},
+SIZES = {"full": {"trials": 150, "parallel": 20, "kills": 8, "fuzz": 1500,
+                  "local_trials": 8, "local_kills": 3},
          "quick": {"trials": 40, "parallel": 8, "kills": 2, "fuzz": 200,
                    "local_trials": 4, "local_kills": 1}}
 FAKE_TRAINER = REPO / "tests" / "support" / "fake_trainer.py"
@@ -60,10 +60,9 @@ def accuracy_of(trial: str) -> float:
 # --- child: emulator + a cluster whose trainers retry their report ------------------------------
 
 def serve() -> None:
-    from tests.support.kube_emulator import JOBS, EmulatorThread, load_crd_manifests
-
     from bench.bench_operator import BenchCluster, fast_emulator_class
     from nas_operator.tokens import trial_token
+    from tests.support.kube_emulator import JOBS, EmulatorThread, load_crd_manifests
 
     class RetryingCluster(BenchCluster):
         """Trainers that retry their final report until an operator takes it (or 120 s)."""
@@ -227,8 +226,8 @@ async def operator_faults(size: dict[str, int], seed: int) -> dict[str, Any]:
 
     search = {"apiVersion": "kubenas.dev/v1alpha1", "kind": "NASSearch",
               "metadata": {"name": "faults", "namespace": "default"},
-              "spec": {"searchSpace": {"type": "nasnet"},
-                       "strategy": {"type": "reinforce", "seed": seed},
+              "spec": {"searchSpace": {"type": "enas-macro", "options": {"layers": 4}},
+                       "strategy": {"type": "reinforce", "batchSize": 4, "seed": seed},
                        "budget": {"maxTrials": size["trials"], "parallelism": size["parallel"],
                                   "maxFailedTrials": size["trials"]},
                        "trial": {"retries": 2}}}
@@ -386,7 +385,7 @@ def report(op: dict[str, Any], local: dict[str, Any], size: dict[str, int], seed
         ["local runner: trainer attempts started / trials run more than once",
          f"{local['attempts']} / {local['trials_run_twice']}"],
     ]
-    return (f"Seed {seed}. The operator section's search is REINFORCE on nasnet with instant "
+    return (f"Seed {seed}. The operator section's search is REINFORCE (batches of 4) on enas-macro, 4 layers, with instant "
             "fake trials; the local section's trainer is tests/support/fake_trainer.py (3 "
             "epochs of 0.5 s). Kill times are random (seeded), so the counts vary run to "
             "run; lost rewards, duplicate Jobs and 5xx answers must be 0 in every run.\n\n"

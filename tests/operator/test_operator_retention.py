@@ -8,19 +8,19 @@ import threading
 from typing import Any
 
 import kmock
-from kube_emulator import CONFIGMAPS, JOBS, NASSEARCHES, KubeTestBed
-from test_operator_support import (
+
+from nas_operator.checkpoint import decode_checkpoint
+from nas_operator.kube.api import KubeApi
+from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
+from nas_operator.kube.config import OperatorConfig
+from tests.support.kube_emulator import CONFIGMAPS, JOBS, NASSEARCHES, KubeTestBed
+from tests.support.operator_bed import (
     FakeCluster,
     OperatorBed,
     crd_test_bed,
     search_manifest,
     wait_for,
 )
-
-from nas_operator.checkpoint import decode_checkpoint
-from nas_operator.kube.api import KubeApi
-from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
-from nas_operator.kube.config import OperatorConfig
 
 kube = crd_test_bed()
 TRIALS = 16
