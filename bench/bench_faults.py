@@ -40,8 +40,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"full": {"trials": 150, "parallel": 20, "kills": 8, "fuzz": 1500,
-                  "local_trials": 8, "local_kills": 3},
+SIZES = {"full": {"trials": 100, "parallel": 20, "kills": 4, "fuzz": 1000,
+                  "local_trials": 6, "local_kills": 2},
          "quick": {"trials": 40, "parallel": 8, "kills": 2, "fuzz": 200,
                    "local_trials": 4, "local_kills": 1}}
 FAKE_TRAINER = REPO / "tests" / "support" / "fake_trainer.py"
@@ -242,9 +242,21 @@ async def operator_faults(size: dict[str, int], seed: int) -> dict[str, Any]:
             async with session.get(f"{base}/faults") as response:
                 return (await response.json()).get("status") or {}
 
+        async def ready() -> None:
+            """The status API answers: the operator has started (imports take a while)."""
+            for _ in range(1200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            return
+                except OSError:
+                    pass
+                await asyncio.sleep(0.25)
+
         operator = start()
         for _ in range(size["kills"]):
-            await asyncio.sleep(rng.uniform(2.0, 6.0))
+            await ready()
+            await asyncio.sleep(rng.uniform(1.0, 4.0))
             if (await status()).get("phase") in ("Succeeded", "Failed"):
                 break
             operator.send_signal(signal.SIGKILL)
@@ -330,7 +342,12 @@ def local_faults(size: dict[str, int], seed: int) -> dict[str, Any]:
         for _ in range(size["local_kills"]):
             proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(6.0, 12.0))
+            before = len(list(out.glob("trials/*/a*/pid")))
+            for _ in range(1200):  # until it has started a trainer (imports take a while)
+                if proc.poll() is not None or len(list(out.glob("trials/*/a*/pid"))) > before:
+                    break
+                time.sleep(0.25)
+            time.sleep(rng.uniform(0.5, 3.0))
             if proc.poll() is not None:
                 break
             proc.send_signal(signal.SIGKILL)
@@ -359,7 +376,7 @@ def report(op: dict[str, Any], local: dict[str, Any], size: dict[str, int], seed
     fives = {k: v for k, v in answers.items() if k.startswith("5xx:")}
     trials = op["status"].get("trials") or {}
     rows = [
-        ["operator: SIGKILLs (random 2-6 s apart)", str(op["kills"])],
+        ["operator: SIGKILLs (each 1-4 s after the restarted operator answers /healthz)", str(op["kills"])],
         ["operator: search phase; trials succeeded / failed",
          f"{op['status'].get('phase')}; {trials.get('succeeded', 0)} / {trials.get('failed', 0)} "
          f"of {size['trials']} ({size['parallel']} in flight, retries 2)"],
@@ -377,7 +394,7 @@ def report(op: dict[str, Any], local: dict[str, Any], size: dict[str, int], seed
             f"{k} {v}" for k, v in sorted(answers.items()) if not k.startswith("5xx:"))],
         ["status-API fuzz: 5xx answers", str(sum(fives.values()))
          + (f" ({list(fives)[:3]})" if fives else "")],
-        ["local runner: SIGKILLs then --resume (random 6-12 s apart)", str(local["kills"])],
+        ["local runner: SIGKILLs then --resume (0.5-3 s after it starts a trainer)", str(local["kills"])],
         ["local runner: final exit; trials in trials.csv / succeeded",
          f"{local['exit']}; {local['rows']} / {local['succeeded']} of {size['local_trials']}"],
         ["local runner: lost rewards", str(len(local["lost"]))
