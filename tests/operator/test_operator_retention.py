@@ -75,7 +75,7 @@ async def test_a_search_ends_with_only_the_retained_nastrials(kube: KubeTestBed)
         await wait_for(finished, 120, "the search to end")
         ledger = await checkpointed_ledger(kube, "ret")
         want = expected_names(ledger)
-        await wait_for(lambda: _equal(bed, want), 30, f"only {sorted(want)} left")
+        await wait_for(lambda: _equal(bed, want), 90, f"only {sorted(want)} left")
         status = (await bed.search("ret"))["status"]
     assert status["phase"] == "Succeeded" and status["trials"]["succeeded"] == TRIALS
     # the best a user sees is the ledger's best, and its NASTrial is still there
@@ -125,7 +125,7 @@ async def test_a_restart_between_the_checkpoint_and_the_deletes_finishes_them(
         refuse.clear()
         creates = await kube.calls("create", "jobs.batch")
         async with bed.running():
-            await wait_for(lambda: _equal(bed, want), 30, f"only {sorted(want)} left")
+            await wait_for(lambda: _equal(bed, want), 90, f"only {sorted(want)} left")
             best_after = (await bed.search("ret"))["status"]["best"]
         assert await kube.calls("create", "jobs.batch") == creates  # nothing ran again
     assert best_after == best_before
