@@ -59,6 +59,9 @@ MODULES = [
     Module("bench_controller", "Controller ask/update cost and checkpoint size per space", "overhead"),
     Module("bench_loop", "Status-API reports/s, report-to-next-launch latency, loop memory", "overhead"),
     Module("bench_operator", "Operator on a Kubernetes API: requests per trial, memory", "overhead"),
+    Module("bench_scale", "A long search: operator RSS, requests and etcd bytes per trial, with and "
+           "without retention", "overhead"),
+    Module("bench_faults", "Faults: operator and kubenas run SIGKILLed, status-API fuzz", "overhead"),
     Module("bench_trainer", "Trainer throughput against a plain PyTorch loop", "overhead"),
     Module("bench_spaces", "Child build and forward+backward time per space", "overhead"),
     Module("bench_enas", "ENAS search epoch cost", "overhead"),

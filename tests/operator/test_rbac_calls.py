@@ -56,7 +56,8 @@ JUSTIFIED_UNUSED: dict[tuple[str, str, str], str] = {
     ("kubenas.dev", "nastrials", "watch"):
         "UNUSED: NASTrials are written, not watched (reported for removal)",
     ("kubenas.dev", "nastrials", "delete"):
-        "UNUSED: NASTrials go by garbage collection (reported for removal)",
+        "retention (spec.retention) deletes the NASTrials of finished trials past keepBest and "
+        "keepRecent; the scenario here stays within the defaults (tests/operator/test_operator_retention.py)",
     ("batch", "jobs", "patch"): "UNUSED: Jobs are never changed (reported for removal)",
     ("", "pods", "get"): "UNUSED: pods are listed by label, never read by name",
     ("", "configmaps", "watch"): "UNUSED: checkpoints are read on demand",

@@ -145,6 +145,29 @@ class BudgetSpec(Strict):
 
 
 
+MAX_KEEP_BEST = 10_000
+MAX_KEEP_RECENT = 100_000
+
+
+class RetentionSpec(Strict):
+    """Which NASTrial objects of finished trials stay in the API (cluster only).
+
+    Every finished trial's result stays in the checkpoint's ledger whatever this says; the
+    others' NASTrials (and, through them, their Jobs) are deleted once a checkpoint holding
+    them is written, so a long search keeps etcd and the operator's memory bounded.
+    """
+
+    keepBest: int = Field(
+        default=10, ge=0, le=MAX_KEEP_BEST,
+        description="NASTrials of the best finished trials (by reward) that are never deleted.",
+    )
+    keepRecent: int = Field(
+        default=100, ge=0, le=MAX_KEEP_RECENT,
+        description="NASTrials of the latest finished trials (by index) kept besides the best; "
+        "set it to maxTrials or more to keep every NASTrial.",
+    )
+
+
 class FinalTrainingSpec(Strict):
     """Retrain the best architectures at full size after the search (NASNet's N@F)."""
 
@@ -195,6 +218,11 @@ class NASSearchSpec(Strict):
     suspend: bool = Field(
         default=False,
         description="Suspend: running trials are stopped and requeued; resume continues exactly.",
+    )
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec,
+        description="NASTrials kept in the API once their trials finish (default: the best 10 "
+        "and the latest 100); the results of all are kept in the checkpoint. Ignored locally.",
     )
 
     @model_validator(mode="after")

@@ -147,6 +147,11 @@ class StatusWriter:
         self._trials[trial] = status
         self._wake.set()
 
+    def forget(self, trial: str) -> None:
+        """The trial's NASTrial was deleted (retention): nothing more to write for it."""
+        self._trials.pop(trial, None)
+        self.trial_conditions.pop(trial, None)
+
     def trial_problem(self, trial: str, attempt: int, reason: str, message: str) -> None:
         """A pending pod cannot go on (no node fits, image pull fails): condition + Event."""
         self._trial_condition(trial, condition("Scheduled", False, reason, message))

@@ -29,6 +29,7 @@ from nas_operator.kube.checkpoint_store import ConfigMapCheckpointStore
 from nas_operator.kube.labels import LABEL_SEARCH
 from nas_operator.kube.launcher import KubeLauncher
 from nas_operator.kube.operator_state import OperatorRuntime
+from nas_operator.kube.retention import TrialRetention
 from nas_operator.kube.status import StatusWriter, condition, search_ref, write_search_status
 from nas_operator.kube.token_secret import TokenSecret
 from nas_operator.ledger import FinishedTrial
@@ -70,6 +71,7 @@ class SearchSupervisor:
         self.launcher: KubeLauncher | None = None
         self.store: ConfigMapCheckpointStore | None = None
         self.tokens: TokenSecret | None = None
+        self.retention: TrialRetention | None = None
         self.starting = True
         self._changed = asyncio.Event()
 
@@ -172,6 +174,10 @@ class SearchSupervisor:
         await launcher.resync()
         if restored:
             await self._repair_trials()
+        self.retention = TrialRetention(rt.api, loop, launcher, writer,
+                                        batch=rt.config.retention_batch,
+                                        concurrency=rt.config.write_concurrency)
+        self.retention.start()
         return True
 
     async def _repair_trials(self) -> None:
@@ -198,6 +204,7 @@ class SearchSupervisor:
 
     async def _abort_start(self) -> None:
         """Undo a start that failed half-way (the next try builds everything afresh)."""
+        await self._stop_retention()
         if self.launcher is not None:
             self.runtime.tracker.forget(self.launcher)
         if self.writer is not None:
@@ -261,10 +268,17 @@ class SearchSupervisor:
                                     else ""))
 
     # -- stop --------------------------------------------------------------------------
+    async def _stop_retention(self) -> None:
+        """First of all: no NASTrial is deleted once the loop may no longer checkpoint."""
+        if self.retention is not None:
+            await self.retention.close()
+            self.retention = None
+
     async def _shutdown(self, *, deleted: bool) -> None:
         """Operator exit: checkpoint and flush (trials go on). Deletion: drop everything at
         once, so kopf can release the finalizer in the same pass (children go by GC)."""
         loop, writer = self.loop, self.writer
+        await self._stop_retention()
         if loop is not None:
             self.runtime.searches.remove(self.namespace, self.name)
         if self.launcher is not None:

@@ -117,6 +117,8 @@ class SearchLoop(Worker, StopsEarly):
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
+        self._final_saved = False
+        """Whether the checkpoint of the ended search was written (``stop`` may cancel it)."""
         self._best_cache: tuple[str, dict[str, Any] | None] | None = None
         self.done: asyncio.Future[NASSearchStatus] = asyncio.get_running_loop().create_future()
         """Resolves with the final status once the search succeeded or failed."""
@@ -191,6 +193,7 @@ class SearchLoop(Worker, StopsEarly):
         self.launcher.attach(self)
         restored = await self._restore()
         if self.state.ended:
+            self._final_saved = True
             self._resolve_done()
             return
         now = time.time()
@@ -227,9 +230,18 @@ class SearchLoop(Worker, StopsEarly):
         if cancel_trials:
             async with self._launch_lock:
                 await self._cancel_everything("SearchDeleted", "the search was deleted")
-        if self._started and self.persistence is not None and not self.state.ended:
+        if self._started and self.persistence is not None and not (
+                self.state.ended and self._final_saved):  # stopped mid-way through its last one
             await self._checkpoint()
         self.events.cancel_all()
+
+    async def checkpoint_now(self) -> bool:
+        """Write a checkpoint of the ledger as it is now (retention's write-ahead: a trial's
+        object may go once this returns True); False when none could be written."""
+        if self.persistence is None or self._stopped:
+            return False
+        async with self._launch_lock:
+            return await self._checkpoint()
 
     async def delete(self) -> None:
         """The NASSearch is gone: cancel its trials and drop its checkpoint."""

@@ -64,6 +64,7 @@ class Worker:
     _wake: asyncio.Event
     _launch_lock: asyncio.Lock
     _dirty: bool
+    _final_saved: bool
 
     # provided by SearchLoop
     launch_request: Callable[[Trial], LaunchRequest]
@@ -299,7 +300,7 @@ class Worker:
         self._emit(R.SEARCH_SUCCEEDED if phase == "Succeeded" else R.SEARCH_FAILED, message,
                    type="Normal" if phase == "Succeeded" else "Warning")
         self._publish_counts()
-        await self._checkpoint()
+        self._final_saved = await self._checkpoint()
         self._resolve_done()
 
     async def _cancel_everything(self, reason: str, message: str) -> None:
@@ -404,10 +405,11 @@ class Worker:
         if self._dirty:
             await self._checkpoint()
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self) -> bool:
+        """Write one checkpoint; True if it was saved."""
         self._dirty = False
         if self.persistence is None:
-            return
+            return False
         state = self.state.to_json(self.namespace, self.name, self.spec, self.generation)
         if self.stopper is not None:
             state["earlyStopping"] = self.stopper.to_state()
@@ -416,10 +418,11 @@ class Worker:
         except Exception as exc:  # storage trouble must not stop the search; say it loudly
             self._dirty = True
             self._emit(R.CHECKPOINT_FAILED, f"checkpoint not written: {exc}", type="Warning")
-            return
+            return False
         self.state.controller.checkpointRef = ref
         self.state.controller.checkpointBytes = size
         self._metric("set_checkpoint_size", size)
+        return True
 
     async def _restore(self) -> bool:
         if self.persistence is None:

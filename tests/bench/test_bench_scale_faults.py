@@ -1,0 +1,40 @@
+"""Smoke tests of the long-search and fault benchmarks at ``--quick`` sizes: they run the real
+operator against the emulator (and ``kubenas run``), end, and print the figures a user asks
+for; the fault benchmark's own exit status says no reward was lost, no Job was duplicated and
+the status API gave no 5xx. Structure only, never a time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+
+def quick(module: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", f"bench.{module}", "--quick"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.timeout(660)
+def test_the_long_search_benchmark_prints_its_figures_for_both_cases() -> None:
+    out = quick("bench_scale")
+    for words in ("operator API requests per trial", "etcd-bound bytes written per trial",
+                  "RSS slope per 10k trials", "| retention ", "| no retention ",
+                  "Operator RSS over the search", "extrapolated"):
+        assert words in out, out
+    retained = next(line for line in out.splitlines() if line.startswith("| retention "))
+    assert "Succeeded, 300" in retained, retained
+
+
+@pytest.mark.timeout(660)
+def test_the_fault_benchmark_kills_fuzzes_and_loses_nothing() -> None:
+    out = quick("bench_faults")
+    for words in ("operator: SIGKILLs", "lost rewards (accepted, not in the checkpoint) | 0",
+                  "duplicate Jobs (a Job name created twice) | 0", "status-API fuzz: 5xx answers | 0",
+                  "local runner: lost rewards"):
+        assert words in out, out
