@@ -12,7 +12,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from controller_policy.strict import Strict
+from controller_policy.multi_objective import (
+    MAX_OBJECTIVES,
+    MetricName,
+    ObjectiveTerm,
+    ObjectiveValueError,
+    Scalarization,
+    form_problems,
+    objective_values,
+    point_of,
+    scalar_reward,
+)
+from controller_policy.strict import FieldErrors, Strict
 
 METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
 """A reported metric's name: what ``kubenas-report name=value`` and ``report_epoch`` accept."""
@@ -100,9 +111,41 @@ class Objective(Strict):
     constraints: Constraints | None = Field(
         default=None, description="Limits on params and flops, checked before launch."
     )
+    objectives: list[ObjectiveTerm] | None = Field(
+        default=None, min_length=2, max_length=MAX_OBJECTIVES,
+        description="Multi-objective form (instead of metric and reward): the metrics to "
+        "optimise, each with a direction, e.g. [{metric: val_accuracy, direction: maximize}, "
+        "{metric: latency_ms, direction: minimize, target: 5}]; the search keeps their Pareto "
+        "front (docs/multi-objective.md).",
+    )
+    scalarization: Scalarization | None = Field(
+        default=None,
+        description="Multi-objective form: the one reward the RL controllers and 'best' use "
+        "(default mnasnet, w -0.07); evolution selects on the Pareto front instead.",
+    )
+    referencePoint: dict[MetricName, float] | None = Field(
+        default=None, max_length=MAX_OBJECTIVES,
+        description="Multi-objective form: the hypervolume's reference value per metric "
+        "(default 0 for a maximized metric, twice the target for a minimized one).",
+    )
+
+    @property
+    def multi(self) -> bool:
+        """Whether this is the multi-objective (list) form."""
+        return self.objectives is not None
 
     @model_validator(mode="after")
     def _metric_fits_transform(self) -> Objective:
+        if self.objectives is not None:
+            errors = form_problems(self.objectives, self.scalarization, self.referencePoint,
+                                   set(self.model_fields_set))
+            if errors:
+                raise FieldErrors(errors, "invalid objective")
+            return self
+        for extra in ("scalarization", "referencePoint"):
+            if extra in self.model_fields_set:
+                raise ValueError(f"spec.objective.{extra}: only with objective.objectives "
+                                 "(the multi-objective form)")
         if self.reward == "cube" and self.minimize:
             raise ValueError(f"objective.reward 'cube' needs objective.metric to be an accuracy "
                              f"to maximize (e.g. val_accuracy), not {self.metric!r} minimized; "
@@ -159,9 +202,13 @@ def metric_series(epochs: Sequence[Mapping[str, float]], metric: str) -> list[fl
     return [float(v) for v in values]
 
 
-def compute_reward(objective: Objective, epochs: Sequence[Mapping[str, float]]) -> float:
+def compute_reward(objective: Objective, epochs: Sequence[Mapping[str, float]],
+                   final: Mapping[str, float] | None = None) -> float:
     """Reward from per-epoch metrics (oldest first), per ``objective``; never inf or NaN
-    (a strategy must not learn from one)."""
+    (a strategy must not learn from one). ``final``: the trial's final metrics, where the
+    multi-objective form finds the ones reported once (params, flops, latency_ms)."""
+    if objective.objectives is not None:
+        return _multi_reward(objective, epochs, final)
     try:
         reward = _reward(objective, metric_series(epochs, objective.metric)[-objective.lastEpochs :])
     except OverflowError:
@@ -182,3 +229,30 @@ def _reward(objective: Objective, values: list[float]) -> float:
     if objective.minimize:
         return -min(values)
     return max(values)
+
+
+def objective_point(objective: Objective, epochs: Sequence[Mapping[str, float]],
+                    final: Mapping[str, float] | None) -> list[float] | None:
+    """The trial's objective values oriented larger-is-better (None: single-objective form)."""
+    if objective.objectives is None:
+        return None
+    try:
+        values = objective_values(objective.objectives, epochs, final, objective.lastEpochs)
+    except ObjectiveValueError as exc:
+        raise RewardError(str(exc)) from None
+    return point_of(objective.objectives, values)
+
+
+def _multi_reward(objective: Objective, epochs: Sequence[Mapping[str, float]],
+                  final: Mapping[str, float] | None) -> float:
+    assert objective.objectives is not None
+    try:
+        values = objective_values(objective.objectives, epochs, final, objective.lastEpochs)
+        reward = scalar_reward(objective.objectives, objective.scalarization, values)
+    except ObjectiveValueError as exc:
+        raise RewardError(str(exc)) from None
+    except OverflowError:
+        raise RewardError("the multi-objective reward overflows") from None
+    if not math.isfinite(reward):
+        raise RewardError(f"the multi-objective reward is not finite ({reward})")
+    return reward

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from nas_operator.api import EPOCHS_IN_STATUS, TOP_K_LIMIT, TrialResult
+from nas_operator.front import FrontMember, ParetoArchive
 
 MAX_EPOCHS_KEPT = 1000
 """Epoch reports kept per running attempt (``objective.lastEpochs`` is at most 1000)."""
@@ -99,6 +100,8 @@ class Trial:
     start_time: float | None = None
     attempt_start: float | None = None
     completion_time: float | None = None
+    point: list[float] | None = None
+    """Multi-objective form: the objective values, oriented larger-is-better (a success)."""
 
     @property
     def job_name(self) -> str:
@@ -115,6 +118,7 @@ class Trial:
             "final_digest": self.final_digest, "failure_reason": self.failure_reason,
             "start_time": self.start_time, "attempt_start": self.attempt_start,
             "completion_time": self.completion_time,
+            **({"point": list(self.point)} if self.point is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -197,6 +201,8 @@ class Ledger:
         """Per stage: trials by outcome, attempts retried, attempts running now."""
         self.topk: list[Ranked] = []
         self.final_results: list[Ranked] = []
+        self.front = ParetoArchive()
+        """Multi-objective form: the non-dominated search trials (``nas_operator.front``)."""
 
     # --- lookup -------------------------------------------------------------------
     def parse(self, name: str) -> tuple[str, int] | None:
@@ -307,6 +313,9 @@ class Ledger:
         if trial.stage == "search":
             self.untold.append(trial.name)
             self._rank(ranked)
+            if trial.point is not None:
+                self.front.add(FrontMember(trial.name, trial.index, reward, list(trial.point),
+                                           dict(metrics), trial.space, list(trial.tokens or [])))
         else:
             self.final_results.append(ranked)
             self.final_results.sort(key=lambda r: (-r.reward, r.index))
@@ -436,6 +445,8 @@ class Ledger:
             "topk": [r.to_state() for r in self.topk],
             "final_results": [r.to_state() for r in self.final_results],
         }
+        if len(self.front):
+            rest["front"] = self.front.to_state()
         return LedgerSnapshot(stages, rest)
 
     def _block_text(self, stage: str, block: int, items: list[Trial | FinishedTrial]) -> str:
@@ -473,6 +484,7 @@ class Ledger:
         ledger.counts = {stage: {"stopped": 0, **c} for stage, c in data["counts"].items()}
         ledger.topk = [Ranked(**r) for r in data["topk"]]
         ledger.final_results = [Ranked(**r) for r in data["final_results"]]
+        ledger.front = ParetoArchive.from_state(data.get("front"))
         ledger.live = {t.name: t for items in ledger.trials.values() for t in items
                        if isinstance(t, Trial)}
         for stage, items in ledger.trials.items():

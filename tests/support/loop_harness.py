@@ -46,6 +46,7 @@ class CountingStrategy(Strategy):
         self.told: Counter[int] = Counter()
         self.rewards: dict[int, float] = {}
         self.failures: list[int] = []
+        self.points: dict[int, list[float]] = {}
 
     def ask(self) -> Proposal:
         p = self.inner.ask()
@@ -57,6 +58,13 @@ class CountingStrategy(Strategy):
         assert self.told[proposal_id] == 1, f"proposal {proposal_id} told twice"
         self.rewards[proposal_id] = reward
         self.inner.tell(proposal_id, reward)
+
+    def tell_objectives(self, proposal_id: int, reward: float, point) -> None:
+        self.told[proposal_id] += 1
+        assert self.told[proposal_id] == 1, f"proposal {proposal_id} told twice"
+        self.rewards[proposal_id] = reward
+        self.points[proposal_id] = list(point)
+        self.inner.tell_objectives(proposal_id, reward, point)
 
     def tell_failure(self, proposal_id: int) -> None:
         self.told[proposal_id] += 1

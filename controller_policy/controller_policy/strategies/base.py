@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field
@@ -103,6 +104,27 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, proposal_id: int, reward: float) -> None:
         """Learn from the reward of one earlier proposal (once per proposal)."""
+
+    def tell_objectives(self, proposal_id: int, reward: float, point: Sequence[float]) -> None:
+        """Learn from a multi-objective trial: its scalar reward and its objective values
+        oriented larger-is-better (``controller_policy.pareto.orient``). A strategy that selects
+        on the Pareto front (evolution with ``selection: pareto``) reads the point; every other
+        learns from the reward alone."""
+        self.check_point(point)
+        self.tell(proposal_id, reward)
+
+    @staticmethod
+    def check_point(point: Sequence[float]) -> list[float]:
+        """A point of finite numbers, refused before any state changes otherwise."""
+        if isinstance(point, (str, bytes)) or not isinstance(point, Sequence) or not point:
+            raise StrategyError(f"objective point must be a non-empty list of numbers, got "
+                                f"{point!r}")
+        out = []
+        for v in point:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise StrategyError(f"objective point must hold finite numbers, got {v!r}")
+            out.append(float(v))
+        return out
 
     @abstractmethod
     def tell_failure(self, proposal_id: int) -> None:

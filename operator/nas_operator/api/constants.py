@@ -12,6 +12,8 @@ DEFAULT_TRAINER_IMAGE = "ghcr.io/kubenas/kubenas-trainer:0.1.0"
 MAX_SEARCH_NAME = 40
 """Trial and Job names append ``-t<index>-a<attempt>``; Job names must stay <= 63 chars."""
 TOP_K_LIMIT = 10
+FRONT_LIMIT = 20
+"""The status shows at most this many members of the Pareto front (multi-objective form)."""
 EPOCHS_IN_STATUS = 50
 """A NASTrial keeps at most this many per-epoch entries (the latest)."""
 POD_TMP_DIR = "/tmp"

@@ -122,6 +122,8 @@ def strategy_config(spec: NASSearchSpec) -> dict[str, Any]:
         _set_default(config, names, "seed", st.seed)
     if "batch_size" in names:
         _set_default(config, names, "batch_size", st.batchSize)
+    if "selection" in names and spec.objective is not None and spec.objective.multi:
+        _set_default(config, names, "selection", "pareto")  # evolution on the Pareto front
     return config
 
 

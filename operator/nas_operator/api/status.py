@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from controller_policy.strict import Written
-from nas_operator.api.constants import EPOCHS_IN_STATUS, TOP_K_LIMIT
+from nas_operator.api.constants import EPOCHS_IN_STATUS, FRONT_LIMIT, TOP_K_LIMIT
 
 SearchPhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
 TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Infeasible",
@@ -88,6 +88,35 @@ class TrialStop(Written):
     reason: str = Field(description="What the rule saw.")
 
 
+class FrontEntry(TrialResult):
+    """A trial on the Pareto front: its objective values beside its reward and metrics."""
+
+    objectives: dict[str, float] = Field(
+        default_factory=dict, description="The trial's value of each objective, as reported."
+    )
+
+
+class ParetoFront(Written):
+    """The non-dominated trials of a multi-objective search (a bounded, spread-out part)."""
+
+    objectives: list[str] = Field(
+        default_factory=list, description="The objectives, e.g. 'maximize val_accuracy'."
+    )
+    referencePoint: dict[str, float] = Field(
+        default_factory=dict, description="Reference of the hypervolume, per metric."
+    )
+    hypervolume: float = Field(
+        default=0.0, description="Volume the whole front dominates beyond the reference point "
+        "(in the metrics' units multiplied; larger is better)."
+    )
+    size: int = Field(default=0, description="Non-dominated trials found (members lists at most "
+                      f"{FRONT_LIMIT} of them, the ends of the front included).")
+    members: list[FrontEntry] = Field(
+        default_factory=list, max_length=FRONT_LIMIT,
+        description="Front members, best first by the first objective, with genotypes.",
+    )
+
+
 class ControllerSummary(Written):
     """The strategy's learning state, in brief."""
 
@@ -121,6 +150,9 @@ class NASSearchStatus(Written):
         default_factory=list,
         max_length=TOP_K_LIMIT,
         description=f"The best {TOP_K_LIMIT} trials, best first.",
+    )
+    front: ParetoFront | None = Field(
+        default=None, description="Multi-objective form: the Pareto front of the search trials."
     )
     finalTraining: list[TrialResult] = Field(
         default_factory=list,

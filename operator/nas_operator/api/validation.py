@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from controller_policy.multi_objective import unknown_metric_problems
 from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING, is_weight_sharing
 from controller_policy.strict import brief
+from nas_operator.api.constants import DEFAULT_TRAINER_IMAGE
 from nas_operator.api.defaults import (
     KIND_DATASETS,
     KIND_METRIC,
@@ -93,7 +95,9 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
             f"spec.budget.maxTrials: must be 1 with strategy.type {st.type!r} (one trainer runs the "
             f"whole weight-sharing search), got {budget.maxTrials}; use finalTraining to retrain"
         )
-    if spec.objective.metric != KIND_METRIC[kind] and not spec.trial.runs_own_trainer():
+    if spec.objective.objectives is not None:
+        errors.extend(objective_metric_problems(spec))
+    elif spec.objective.metric != KIND_METRIC[kind] and not spec.trial.runs_own_trainer():
         errors.append(
             f"spec.objective.metric: {space!r} is a {kind} space scored by "
             f"{KIND_METRIC[kind]!r}, not {spec.objective.metric!r} (the built-in trainer "
@@ -153,6 +157,15 @@ def trainer_problems(spec: NASSearchSpec) -> list[str]:
         "spec.trial.command (kubenas run, e.g. [python, train.py]) or spec.trial.template "
         "(a cluster: your image and command); see examples/custom-resnet-local.yaml"
     ]
+
+
+def objective_metric_problems(spec: NASSearchSpec) -> list[str]:
+    """The multi-objective form on the built-in trainer names only metrics it reports; a
+    user's own trainer (another ``trial.image``) may report any name."""
+    assert spec.objective is not None and spec.objective.objectives is not None
+    if spec.trial.image != DEFAULT_TRAINER_IMAGE or spec.trial.runs_own_trainer():
+        return []
+    return unknown_metric_problems(spec.objective.objectives)
 
 
 def _strategy_config_problems(spec: NASSearchSpec) -> list[str]:

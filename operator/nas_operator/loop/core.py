@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller_policy.contract import Report, TrialDocument
-from controller_policy.objective import RewardError, compute_reward
+from controller_policy.objective import RewardError, compute_reward, objective_point
 from controller_policy.spaces.base import SearchSpace
 from controller_policy.strategies.base import Strategy
 from nas_operator.api import (
@@ -120,6 +120,8 @@ class SearchLoop(Worker, StopsEarly):
         self._final_saved = False
         """Whether the checkpoint of the ended search was written (``stop`` may cancel it)."""
         self._best_cache: tuple[str, dict[str, Any] | None] | None = None
+        self.front_genotypes: dict[str, dict[str, Any] | None] = {}
+        """Genotypes of the front members the status shows (``front_view``)."""
         self.done: asyncio.Future[NASSearchStatus] = asyncio.get_running_loop().create_future()
         """Resolves with the final status once the search succeeded or failed."""
 
@@ -336,7 +338,9 @@ class SearchLoop(Worker, StopsEarly):
                 self._fail_for_good(rec, problem)
                 return ReportResult(ReportOutcome.ACCEPTED, f"trial {rec.name} failed: {problem}")
         try:
-            reward = compute_reward(self.spec.effective_objective(), epochs)
+            objective = self.spec.effective_objective()
+            reward = compute_reward(objective, epochs, report.metrics)
+            rec.point = objective_point(objective, epochs, report.metrics)
         except RewardError as exc:
             self._fail_for_good(rec, f"no reward: {exc}")
             return ReportResult(ReportOutcome.ACCEPTED, f"trial {rec.name} failed: no reward: {exc}")

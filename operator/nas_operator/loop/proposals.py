@@ -105,6 +105,9 @@ class StrategyProposals(ProposalSource):
             try:
                 if rec.state is TrialState.EARLY_STOPPED and rec.reward is None:
                     self.strategy.withdraw(rec.proposal_id)  # type: ignore[arg-type]
+                elif rec.state is TrialState.SUCCEEDED and rec.reward is not None and rec.point:
+                    self.strategy.tell_objectives(rec.proposal_id, rec.reward,  # type: ignore[arg-type]
+                                                  rec.point)
                 elif rec.state in (TrialState.SUCCEEDED, TrialState.EARLY_STOPPED) \
                         and rec.reward is not None:
                     self.strategy.tell(rec.proposal_id, rec.reward)  # type: ignore[arg-type]

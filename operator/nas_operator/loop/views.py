@@ -25,6 +25,7 @@ from nas_operator.api import (
 )
 from nas_operator.launcher import LaunchRequest, report_url
 from nas_operator.ledger import Trial, TrialState
+from nas_operator.loop.front_view import front_status
 from nas_operator.retrained import scored_by, with_retrains
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def search_status(loop: SearchLoop) -> NASSearchStatus:
         ),  # fmt: skip
         best=best.result(loop.best_genotype(best)).model_copy(update=scored) if best else None,
         topK=top,
+        front=front_status(loop),
         finalTraining=[with_retrains(top, r.result(loop.genotype(r.tokens)))
                        for r in ledger.final_results],
         modelOutput=loop.spec.finalTraining.output_uri(loop.namespace, loop.name)
