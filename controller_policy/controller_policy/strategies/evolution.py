@@ -213,6 +213,13 @@ class RegularizedEvolution(Strategy):
                if self.pareto else {}),
         }
 
+    def check_state_header(self, state: dict[str, Any]) -> None:
+        """A state written before ``selection`` existed is one of reward selection."""
+        config = state.get("config") if isinstance(state, dict) else None
+        if isinstance(config, dict) and "selection" not in config:
+            state = {**state, "config": {**config, "selection": "reward"}}
+        super().check_state_header(state)
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.check_state_header(state)
         try:
