@@ -124,6 +124,12 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     except (RunFolderError, CheckpointError, SpecError) as exc:
         console.print(f"error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
+    if summary.front is not None:  # the picture of the front, from the journal as it is now
+        from nas_operator.local.front_files import front_title, write_front_png
+
+        spec = summary.search.spec
+        write_front_png(summary.folder, spec.effective_objective(),
+                        front_title(summary.search.metadata.name, spec.strategy.type))
     render_summary(summary, console)
     return 0
 

@@ -57,6 +57,8 @@ METRIC_FAMILIES: tuple[str, ...] = (
     "kubenas_trial_duration_seconds",
     "kubenas_reward",
     "kubenas_best_reward",
+    "kubenas_front_size",
+    "kubenas_front_hypervolume",
     "kubenas_controller_updates_total",
     "kubenas_controller_entropy",
     "kubenas_controller_baseline",
@@ -130,6 +132,11 @@ class SearchMetrics:
     def set_best(self, reward: float) -> None:
         self.parent.best_reward.labels(*self.labels).set(reward)
 
+    def set_front(self, size: int, hypervolume: float) -> None:
+        """Multi-objective form: the Pareto front's size and hypervolume (absent otherwise)."""
+        self.parent.front_size.labels(*self.labels).set(size)
+        self.parent.front_hypervolume.labels(*self.labels).set(hypervolume)
+
     def controller(
         self, updates: int | None, entropy: float | None, baseline: float | None
     ) -> None:
@@ -189,6 +196,14 @@ class OperatorMetrics:
             "kubenas_reward", "Rewards of succeeded trials.", sl, buckets=REWARD_BUCKETS, registry=r
         )
         self.best_reward = Gauge("kubenas_best_reward", "Best reward so far.", sl, registry=r)
+        self.front_size = Gauge(
+            "kubenas_front_size", "Multi-objective search: trials on the Pareto front.", sl,
+            registry=r,
+        )
+        self.front_hypervolume = Gauge(
+            "kubenas_front_hypervolume", "Multi-objective search: hypervolume of the Pareto "
+            "front against the reference point of status.front.referencePoint.", sl, registry=r,
+        )
         self.controller_updates = Counter(
             "kubenas_controller_updates_total", "Controller (policy) updates.", sl, registry=r
         )
@@ -252,7 +267,7 @@ class OperatorMetrics:
                 self.early_stopped.remove(*labels, rule)
         for metric in (
             self.trials_running, self.trials_pending, self.trial_duration, self.reward,
-            self.best_reward, self.controller_updates, self.controller_entropy,
+            self.best_reward, self.front_size, self.front_hypervolume, self.controller_updates, self.controller_entropy,
             self.controller_baseline, self.controller_update_duration, self.checkpoint_size,
             self.epochs_saved,
         ):  # fmt: skip

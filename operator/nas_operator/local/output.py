@@ -11,6 +11,8 @@
     trials.csv       the same, one row per trial, rewritten from the journal
     best.json        the best architecture (space, tokens, readable genotype), reward, metrics
     best.png         a picture of the best cell or network
+    front.json       multi-objective search: the Pareto front (members with architectures)
+    front.png        multi-objective search: every trial's objectives, the front highlighted
     rewards.png      reward per trial with the running best
 
 The journal is written when a trial ends, before the loop's next checkpoint,
@@ -72,6 +74,8 @@ class TrialRow:
     genotype: dict[str, Any] | None = None
     failure: str | None = None
     tokens: list[int] | None = None
+    objectives: dict[str, float] | None = None
+    """Multi-objective form: the trial's value of each objective (as scored)."""
 
 
 class RunFolder:
@@ -91,6 +95,8 @@ class RunFolder:
         self.best_json = self.root / "best.json"
         self.best_png = self.root / "best.png"
         self.rewards_png = self.root / "rewards.png"
+        self.front_json = self.root / "front.json"
+        self.front_png = self.root / "front.png"
 
     @property
     def checkpoint_file(self) -> Path:
@@ -197,11 +203,21 @@ class RunFolder:
         atomic_write(self.best_json, json.dumps(best, indent=2) + "\n")
 
     def read_best(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.best_json.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return _read_json(self.best_json)
+
+    def write_front(self, front: dict[str, Any]) -> None:
+        atomic_write(self.front_json, json.dumps(front, indent=2) + "\n")
+
+    def read_front(self) -> dict[str, Any] | None:
+        return _read_json(self.front_json)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _num(value: float | None) -> str:

@@ -11,7 +11,9 @@ import logging
 import time
 from typing import Any
 
+from controller_policy.multi_objective import values_of
 from nas_operator.ledger import Trial, TrialState
+from nas_operator.local.front_files import front_document, front_title, write_front_png
 from nas_operator.local.genotype_graph import UnknownGenotype, genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
 from nas_operator.loop import TRIAL_ENDINGS, EventReason, LoopEvent, SearchLoop, rfc3339
@@ -36,6 +38,8 @@ class TrialRecorder:
                 self.folder.record(row)
             if event.reason == EventReason.TRIAL_SUCCEEDED and row is not None and row.stage == "final":
                 self.write_best()  # best.json carries the retrained score beside the search's
+            if event.reason == EventReason.TRIAL_SUCCEEDED and row is not None and row.objectives:
+                self.write_front()
         elif event.reason == EventReason.NEW_BEST:
             self.write_best()
 
@@ -55,7 +59,21 @@ class TrialRecorder:
             failure=rec.failure_reason if rec.reward is None or rec.state in (
                 TrialState.INFEASIBLE, TrialState.EARLY_STOPPED) else None,
             tokens=list(rec.tokens) if rec.tokens else None,
+            objectives=self._objectives(rec),
         )  # fmt: skip
+
+    def _objectives(self, rec: Trial) -> dict[str, float] | None:
+        terms = self.loop.spec.effective_objective().objectives
+        if terms is None or rec.point is None or rec.reward is None:
+            return None
+        return dict(zip([t.metric for t in terms], values_of(terms, rec.point), strict=True))
+
+    def write_front(self) -> dict[str, Any] | None:
+        """front.json, beside best.json (multi-objective form only)."""
+        document = front_document(self.loop)
+        if document is not None:
+            self.folder.write_front(document)
+        return document
 
     def best_document(self) -> dict[str, Any] | None:
         """best.json: the best trial's architecture (exportable as is), reward and metrics;
@@ -107,4 +125,7 @@ class TrialRecorder:
             draw_rewards(points, self.folder.rewards_png,
                          f"{self.loop.name}: reward per trial ({self.loop.spec.searchSpace.type}, "
                          f"{self.loop.spec.strategy.type})")
+        if self.write_front() is not None:
+            write_front_png(self.folder, self.loop.spec.effective_objective(),
+                            front_title(self.loop.name, self.loop.spec.strategy.type))
         return problems

@@ -17,6 +17,7 @@ from rich.table import Table
 from nas_operator.api import NASSearch, SpecError, load_search_yaml
 from nas_operator.checkpoint import CheckpointError, decode_checkpoint
 from nas_operator.ledger import Ledger
+from nas_operator.local.front_files import render_front, scoring
 from nas_operator.local.genotype_graph import genotype_summary
 from nas_operator.local.output import RunFolder, TrialRow
 from nas_operator.loop.early_stopping import EarlyStopper
@@ -45,6 +46,7 @@ class RunSummary:
     stopped_early: dict[str, int] = field(default_factory=dict)
     """Trials stopped by spec.earlyStopping, by rule."""
     epochs_saved: int = 0
+    front: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -59,7 +61,7 @@ def load_summary(folder: RunFolder) -> RunSummary:
     except SpecError as exc:
         raise SpecError([f"{folder.search_yaml}: {e}" for e in exc.errors]) from None
     summary = RunSummary(folder=folder, search=search, rows=folder.rows(),
-                         best=folder.read_best())
+                         best=folder.read_best(), front=folder.read_front())
     if folder.checkpoint_file.exists():
         try:
             state = decode_checkpoint(folder.checkpoint_file.read_bytes()).state
@@ -85,8 +87,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     spec = summary.search.spec
     objective = spec.effective_objective()
     console.print(f"[bold]search {summary.search.metadata.name}[/bold]  ({spec.searchSpace.type}, "
-                  f"strategy {spec.strategy.type}, reward {objective.reward} of "
-                  f"{objective.metric})", highlight=False)
+                  f"strategy {spec.strategy.type}, {scoring(objective)})", highlight=False)
     if summary.phase == "Suspended":  # kubenas run suspends only when stopped (Ctrl-C)
         console.print("phase       Stopped: interrupted; resumable", highlight=False)
     else:
@@ -129,6 +130,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         if source == "supernet" and not best.get("retrained") and summary.finished:
             console.print("            (no finalTraining: the supernet score is a ranking signal, "
                           "not the accuracy of the cell trained alone)", highlight=False)
+    if summary.front is not None:
+        render_front(summary.front, console)
     ranked = sorted((r for r in summary.rows if r.stage == "search" and r.reward is not None),
                     key=lambda r: -(r.reward or 0.0))[:TOP_SHOWN]
     if ranked:
@@ -142,8 +145,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
                           "" if r.seconds is None else f"{r.seconds:.0f}")
         console.print(table)
     folder = summary.folder
-    files = [p for p in (folder.trials_csv, folder.best_json, folder.best_png, folder.rewards_png)
-             if p.exists()]
+    files = [p for p in (folder.trials_csv, folder.best_json, folder.best_png, folder.rewards_png,
+                         folder.front_json, folder.front_png) if p.exists()]
     console.print(f"folder      {folder.root}", highlight=False)
     if files:
         console.print("files       " + ", ".join(p.name for p in files), highlight=False)

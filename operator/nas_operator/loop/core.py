@@ -39,6 +39,7 @@ from nas_operator.ledger import Ledger, Ranked, Trial, report_digest
 from nas_operator.loop.build import build_parts
 from nas_operator.loop.early_stopping import EarlyStopper, StopsEarly
 from nas_operator.loop.events import EventBus, EventReason, Subscriber
+from nas_operator.loop.front_view import publish_front
 from nas_operator.loop.intake import (
     ReportOutcome,
     ReportResult,
@@ -451,6 +452,7 @@ class SearchLoop(Worker, StopsEarly):
         if self.stopper is not None:
             self.stopper.on_success(rec, kept)
         self.ledger.succeed(rec, reward, metrics, kept, digest, now)
+        publish_front(self)
         self._metric("trial_outcome", "succeeded")
         self._metric("observe_reward", reward)
         self._emit(R.TRIAL_SUCCEEDED, f"trial {rec.name} succeeded: reward {reward:.6g}", rec.name,

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from nas_operator.loop.core import SearchLoop
 
 
+def publish_front(loop: SearchLoop) -> None:
+    """Front size and hypervolume to Prometheus (multi-objective form, metrics on)."""
+    objective = loop.spec.effective_objective()
+    if loop.metrics is None or objective.objectives is None:
+        return
+    reference = reference_point(objective.objectives, objective.referencePoint)
+    loop.metrics.set_front(len(loop.ledger.front), loop.ledger.front.hypervolume(reference))
+
+
 def front_status(loop: SearchLoop) -> ParetoFront | None:
     """The bounded front for the status (None: the single-objective form)."""
     objective = loop.spec.effective_objective()

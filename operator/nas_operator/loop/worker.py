@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_operator.ledger import Trial, TrialState
 from nas_operator.loop.events import EventReason
+from nas_operator.loop.front_view import publish_front
 from nas_operator.loop.limits import LimitGate, LimitsError, Rejected
 from nas_operator.loop.state import fingerprint
 from nas_operator.retrained import scored_by, with_retrains
@@ -437,6 +438,7 @@ class Worker:
             self.metrics.resume_updates(self.state.controller.updates)
             if self.ledger.best is not None:
                 self.metrics.set_best(self.ledger.best.reward)
+            publish_front(self)  # type: ignore[arg-type]
         return True
 
     async def _adopt_all(self) -> None:
