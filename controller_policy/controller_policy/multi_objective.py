@@ -86,7 +86,8 @@ class Scalarization(Strict):
 def form_problems(terms: Sequence[ObjectiveTerm], scalarization: Scalarization | None,
                   reference: Mapping[str, float] | None, given: set[str]) -> list[str]:
     """Why a multi-objective ``spec.objective`` cannot run, one ``spec.objective.x: ...`` line
-    each (``given``: the fields the user wrote, to refuse the single-objective ones beside)."""
+    each (``given``: the fields set to other than their defaults, to refuse the single-objective
+    ones beside)."""
     where = "spec.objective"
     errors = [f"{where}.{f}: the multi-objective form scores by objective.objectives; "
               f"remove {f}" for f in ("metric", "reward", "constant") if f in given]
@@ -113,7 +114,7 @@ def form_problems(terms: Sequence[ObjectiveTerm], scalarization: Scalarization |
             if name not in names:
                 errors.append(f"{where}.scalarization.weights.{name}: not one of the objectives "
                               f"({', '.join(names)})")
-    if "w" in sc.model_fields_set and sc.type != "mnasnet":
+    if sc.w != MNASNET_W and sc.type != "mnasnet":
         errors.append(f"{where}.scalarization.w: only for type mnasnet (mnasnet-hard uses the "
                       "paper's 0 and -1)")
     for name in reference or {}:

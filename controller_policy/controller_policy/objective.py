@@ -137,13 +137,15 @@ class Objective(Strict):
     @model_validator(mode="after")
     def _metric_fits_transform(self) -> Objective:
         if self.objectives is not None:
+            fields = type(self).model_fields  # a dumped document repeats the defaults: fine
+            given = {f for f in self.model_fields_set if getattr(self, f) != fields[f].default}
             errors = form_problems(self.objectives, self.scalarization, self.referencePoint,
-                                   set(self.model_fields_set))
+                                   given)
             if errors:
                 raise FieldErrors(errors, "invalid objective")
             return self
         for extra in ("scalarization", "referencePoint"):
-            if extra in self.model_fields_set:
+            if getattr(self, extra) is not None:
                 raise ValueError(f"spec.objective.{extra}: only with objective.objectives "
                                  "(the multi-objective form)")
         if self.reward == "cube" and self.minimize:

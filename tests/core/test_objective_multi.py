@@ -51,7 +51,7 @@ def test_the_single_objective_form_is_unchanged():
     ({"objectives": [ACC]}, {}, "spec.objective.objectives", "at least 2"),
     ({"objectives": [ACC, ACC]}, {}, "spec.objective.objectives[1].metric", "listed twice"),
     ({"objectives": [LAT, ACC]}, {}, "spec.objective.objectives[0]", "list the quality first"),
-    ({"objectives": [ACC, LAT], "metric": "val_accuracy"}, {}, "spec.objective.metric",
+    ({"objectives": [ACC, LAT], "metric": "val_perplexity"}, {}, "spec.objective.metric",
      "remove metric"),
     ({"objectives": [ACC, LAT], "scalarization": {"type": "mnasnet", "weights": {"x": 1.0}}},
      {}, "spec.objective.scalarization.weights", "only for type weighted-sum"),
@@ -122,3 +122,15 @@ def test_the_point_is_oriented_and_the_reference_doubles_the_target():
 def test_a_trial_without_usable_objective_values_has_no_reward(epochs, final, words):
     with pytest.raises(RewardError, match=words):
         compute_reward(objective(), epochs, final)
+
+
+def test_the_dumped_objective_reads_back():
+    """The trainer's document carries the objective with every default written out."""
+    o = objective(scalarization={"type": "mnasnet-hard"})
+    assert Objective.model_validate(o.model_dump()) == o
+    assert Objective.model_validate_json(o.model_dump_json()) == o
+
+
+def test_the_dumped_single_objective_reads_back():
+    o = Objective()
+    assert Objective.model_validate(o.model_dump()) == o

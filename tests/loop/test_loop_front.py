@@ -5,17 +5,13 @@ uninterrupted search would."""
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_loop_support import Harness, make_search, wait_until  # noqa: E402
-
-from controller_policy.pareto import hypervolume, pareto_front  # noqa: E402
-from nas_operator.checkpoint import MemoryCheckpointStore  # noqa: E402
-from nas_operator.launcher import SimulatedOutcome  # noqa: E402
+from controller_policy.pareto import hypervolume, pareto_front
+from nas_operator.checkpoint import MemoryCheckpointStore
+from nas_operator.testing import SimulatedOutcome
+from tests.support.loop_harness import Harness, make_search, wait_until
 
 OBJECTIVE = {"objectives": [{"metric": "val_accuracy", "direction": "maximize"},
                             {"metric": "latency_ms", "direction": "minimize", "target": 5.0}]}

@@ -41,6 +41,8 @@ CONTRACT = {
     "kubenas_trial_duration_seconds": "histogram",
     "kubenas_reward": "histogram",
     "kubenas_best_reward": "gauge",
+    "kubenas_front_size": "gauge",
+    "kubenas_front_hypervolume": "gauge",
     "kubenas_controller_updates_total": "counter",
     "kubenas_controller_entropy": "gauge",
     "kubenas_controller_baseline": "gauge",

@@ -280,7 +280,25 @@ def check_scrape_health(p: Panel) -> None:
     assert values.count(1.0) >= 0.9 * len(values), values
 
 
+def _front(p: Panel) -> dict[str, Any]:
+    return json.loads((p.scraped.run.folder / "front.json").read_text())
+
+
+def check_front_size(p: Panel) -> None:
+    front = _front(p)
+    assert p.value() == front["size"] == len(front["members"]) >= 1
+    assert all(s.v >= 1 for s in p.range()[0].samples)
+
+
+def check_front_hypervolume(p: Panel) -> None:
+    assert p.value() == pytest.approx(_front(p)["hypervolume"], rel=1e-12)
+    values = [s.v for s in p.range()[0].samples]
+    assert values == sorted(values) and values[-1] > 0, "the hypervolume never shrinks"
+
+
 CHECKS: dict[str, Callable[[Panel], None]] = {
+    "Pareto front size": check_front_size,
+    "Front hypervolume": check_front_hypervolume,
     "Searches by phase": check_searches_by_phase,
     "Best reward": check_best_reward,
     "Trials running / pending": check_trials_running_pending,

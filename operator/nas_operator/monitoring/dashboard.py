@@ -177,6 +177,18 @@ ROWS: tuple[RowSpec, ...] = (
                   (_q(f"sum by (le) (increase(kubenas_reward_bucket{{{SEARCH}}}[$__interval]))",
                       "{{le}}"),)),
     )),
+    RowSpec("Multi-objective", (
+        PanelSpec("Pareto front size", "timeseries", 12, 8,
+                  "Trials on the Pareto front of each multi-objective search "
+                  "(kubenas_front_size): the trials no other trial beats on every objective.",
+                  (_q(_by_search("kubenas_front_size"), "{{namespace}}/{{search}}"),)),
+        PanelSpec("Front hypervolume", "timeseries", 12, 8,
+                  "Hypervolume of each search's Pareto front against the reference point in "
+                  "status.front.referencePoint (kubenas_front_hypervolume; default: 0 for a "
+                  "maximized metric, twice the target of a minimized one). It only grows.",
+                  (_q(_by_search("kubenas_front_hypervolume"), "{{namespace}}/{{search}}"),),
+                  style=_four_decimals),
+    )),
     RowSpec("Trials", (
         PanelSpec("Trials finished by outcome", "timeseries", 12, 8,
                   "Finished trials per minute by outcome: succeeded, failed, retried, "

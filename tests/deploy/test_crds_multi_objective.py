@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from test_crds import MINIMAL, errors_of, load_crd, schema_of
 
 from controller_policy.multi_objective import BUILTIN_METRICS
 from nas_operator.api import SpecError, parse_search
+from tests.support.crds import MINIMAL, errors_of, load_crd, schema_of
 
 ACC = {"metric": "val_accuracy", "direction": "maximize"}
 LAT = {"metric": "latency_ms", "direction": "minimize", "target": 5}
