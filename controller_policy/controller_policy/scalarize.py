@@ -3,7 +3,7 @@
 The RL controllers (REINFORCE, PPO) need a scalar reward; these turn a quality
 (accuracy) and cost measures (latency, FLOPs, parameters) into one.
 
-MnasNet (Tan et al. 2019) [recalled; PAPERS.md has no MnasNet section]: reward =
+MnasNet (Tan et al. 2019) [recalled, see docs/multi-objective.md]: reward =
 ACC(m) x (LAT(m) / T)^w with w = alpha when LAT(m) <= T and beta otherwise. The
 soft constraint is alpha = beta = -0.07 (a model twice as slow must be about 5%
 more accurate to tie); the hard constraint is alpha = 0, beta = -1 (no reward for

@@ -13,7 +13,7 @@ from nas_operator.local.output import RunFolder
 from tests.support.local_run import checkpoint_facts, image_search, write_yaml
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MEASURES = ("params",)
+MEASURES = ("params", "flops", "latency_ms")
 """What every trial of the built-in trainer reports about its cost."""
 OBJECTIVE = {"objectives": [{"metric": "val_accuracy", "direction": "maximize"},
                             {"metric": "params", "direction": "minimize", "target": 1000}]}
