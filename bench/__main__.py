@@ -47,6 +47,7 @@ SECTIONS = {
     "quality": "1. Search quality at equal budget",
     "sharing": "2. Weight sharing against multi-trial",
     "overhead": "3. Orchestration overhead",
+    "budget": "4. Fewer epochs and budgets: early stopping, limits, multiple objectives",
 }
 MODULES = [
     Module("bench_fashion_search", "Strategies on the Fashion-MNIST table (512 architectures, 50 seeds)",
@@ -65,6 +66,10 @@ MODULES = [
     Module("bench_trainer", "Trainer throughput against a plain PyTorch loop", "overhead"),
     Module("bench_spaces", "Child build and forward+backward time per space", "overhead"),
     Module("bench_enas", "ENAS search epoch cost", "overhead"),
+    Module("bench_early_stopping", "Early stopping and limits before training, replayed on the Fashion-MNIST "
+           "curves", "budget"),
+    Module("bench_pareto", "Multi-objective search: accuracy against latency and multiply-adds (Fashion-MNIST "
+           "table)", "budget"),
 ]
 
 

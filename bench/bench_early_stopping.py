@@ -28,7 +28,7 @@ training every proposal and filtering by the limit afterwards, at the same
 epoch budget: trainings spent on architectures over the limit, and the best
 accuracy found under it.
 
-    python -m bench.bench_early_stopping [--quick] [--seeds 50] [--budget 400] [--workers 2]
+    python -m bench.bench_early_stopping [--quick] [--seeds 20] [--budget 400] [--workers 2]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from bench.bench_fashion_search import ALPHA, Verdict, holm, mean_se, wilcoxon_p
+from bench.bench_fashion_search import Verdict, holm, mean_se, wilcoxon_p
 from bench.fashion_table import TABLE_PATH, TASK, FashionTable, noise_summary
 from bench.replay import (
     Gate,
@@ -66,6 +66,8 @@ from controller_policy.early_stopping import EarlyStopping
 BENCH_DIR = Path(__file__).resolve().parent
 STRATEGIES = ("random", "reinforce", "ppo", "evolution", "optuna-tpe")
 EPOCHS = TASK["training"]["epochs"]
+SEEDS = 20
+"""What the shared 2-core machine finishes in about 10 minutes (REINFORCE and PPO cost most)."""
 MAC_LIMIT = 100_000
 """The limit of the second table: multiply-adds of one forward pass of one image."""
 RULES: dict[str, tuple[dict[str, Any] | None, Semantics]] = {
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2; 1 with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the plot")
     args = parser.parse_args(argv)
-    seeds = args.seeds or (3 if args.quick else 50)
+    seeds = args.seeds or (3 if args.quick else SEEDS)
     budget = args.budget or (40 if args.quick else 400)
     workers = args.workers or (1 if args.quick else 2)
     strategies = ("random", "optuna-tpe") if args.quick else STRATEGIES

@@ -12,9 +12,9 @@ the last trial is cut when the budget runs out. Trials run one after another
 
 What a stopped trial tells its searcher is the ``semantics``: ``partial`` (the
 objective computed on the epochs it reached, what Katib, Ray Tune and Optuna
-do) or ``exclude`` (nothing: kubenas strategies get ``tell_failure``, which
-their default ``failure_reward`` of null drops from learning; Optuna trials are
-marked failed, which its samplers skip).
+do) or ``exclude`` (nothing: kubenas strategies get ``withdraw``, what the loop
+does under ``stoppedReward: exclude``; Optuna trials are marked failed, which
+its samplers skip).
 
 An optional limit (``Limit``) is checked before training: an architecture over
 it costs no epoch, is told to the searcher with a penalty reward, and the next
@@ -209,7 +209,7 @@ class KubenasSearcher:
 
     def tell(self, handle: Any, values: Sequence[float], complete: bool, semantics: Semantics) -> None:
         if not complete and semantics == "exclude":
-            self.strategy.tell_failure(handle)
+            self.strategy.withdraw(handle)
             return
         if not complete and semantics == "pruned":
             raise ValueError("semantics 'pruned' is Optuna's own; kubenas strategies take partial or exclude")
