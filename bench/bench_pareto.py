@@ -271,8 +271,14 @@ def main(argv: list[str] | None = None) -> None:
           f"stopping. MnasNet reward: acc x (latency / {space.target_ms:.2f} ms)^{MNASNET_W} (val accuracy, "
           "not cubed). Strategy settings: reinforce batchSize 5, evolution populationSize 20 sampleSize 5, "
           "otherwise the space's defaults.")
-    print(space.latency.describe() + " The latency column is fixed for every search, so its noise does not "
-          "change the comparison, only what the figures mean in milliseconds.\n")
+    from scipy.stats import spearmanr
+
+    rows = space.table.all_entries()
+    rho = spearmanr([space.latency.get(r.tokens) for r in rows], [r.macs for r in rows])[0]
+    print(space.latency.describe() + f" Spearman rho of latency against multiply-adds: {rho:.2f}. The latency "
+          "column is fixed for every search, so its noise does not change the comparison between searches; "
+          "but where one pass barely orders the architectures as the next, the latency objective is mostly "
+          "measurement noise, and the multiply-adds columns are the ones to read.\n")
     print(report(runs, space, noise_summary(space.table).seed_std))
     out = args.out or (BENCH_DIR / "out" if args.quick else BENCH_DIR)
     png = out / ("pareto_fronts-quick.png" if args.quick else "pareto_fronts.png")

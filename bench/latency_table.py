@@ -7,7 +7,13 @@ difference between a 1x1 and a 7x7 child. Here every one of the 512 children is
 built with the trainer's model builder (``nas_trainer.models.build_model``, what
 ``nas_trainer.child`` calls), put in eval mode, and a forward pass of
 ``BATCH`` images of the table's input size is timed on one CPU thread: ``WARMUP``
-untimed passes, then the median of ``RUNS`` timed ones. The architectures are
+untimed passes, then the median of ``RUNS`` timed ones. The clock is the thread's
+CPU time (``time.thread_time``), not the wall: on a machine shared by many
+processes the wall clock mostly measures how long this one waited for a core
+(a first build with the wall clock, under a load average of 5 to 8 on 2 cores,
+gave passes that ordered the architectures with a Spearman rho of 0.15), while
+the thread's CPU time still feels other processes only through shared caches
+and cores. The architectures are
 visited in a shuffled order (seed 0) so that a change of machine load during the
 build spreads over the space instead of biasing one corner of it.
 
@@ -18,7 +24,7 @@ of one pass). The machine this runs on is usually shared: the header records the
 load average before and after each pass, and the figures should be read with
 that noise.
 
-    python -m bench.latency_table [--out PATH]   # about 3 minutes per pass on a shared core
+    python -m bench.latency_table [--out PATH]   # about a CPU-minute per pass
 """
 
 from __future__ import annotations
@@ -42,15 +48,15 @@ LATENCY_PATH = Path(__file__).resolve().parent / "data" / "fashion_zoph2x16_late
 BATCH = 64
 """Images per timed forward pass: the trainer's evaluation batch is of this order, and at this
 size the convolutions, not the interpreter, set the time."""
-WARMUP = 5
-RUNS = 25
-PASSES = 3
+WARMUP = 3
+RUNS = 15
+PASSES = 2
 INPUT_SHAPE = (1, TASK["dataset"]["imageSize"], TASK["dataset"]["imageSize"])
 NUM_CLASSES = 10
 
 
 def time_forward(tokens: Sequence[int], batch: int = BATCH, warmup: int = WARMUP, runs: int = RUNS) -> float:
-    """Median wall milliseconds of one eval-mode forward pass of ``batch`` images, 1 thread."""
+    """Median thread-CPU milliseconds of one eval-mode forward pass of ``batch`` images, 1 thread."""
     import torch
 
     from nas_trainer.models import build_model
@@ -62,10 +68,10 @@ def time_forward(tokens: Sequence[int], batch: int = BATCH, warmup: int = WARMUP
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            started = time.perf_counter()
+            started = time.thread_time()
             model(x)
             if i >= warmup:
-                times.append(time.perf_counter() - started)
+                times.append(time.thread_time() - started)
     return statistics.median(times) * 1000
 
 
@@ -89,7 +95,8 @@ def build(out: Path = LATENCY_PATH, limit: int | None = None, passes: int = PASS
         "task": TASK,
         "measure": {"batch": BATCH, "warmup": WARMUP, "runs": RUNS, "threads": 1, "passes": passes,
                     "statistic": "median over passes of the median of the runs",
-                    "input_shape": list(INPUT_SHAPE), "mode": "eval, torch.inference_mode"},
+                    "input_shape": list(INPUT_SHAPE), "mode": "eval, torch.inference_mode",
+                    "clock": "time.thread_time"},
         "built_with": {"torch": torch.__version__, "commit": git_commit(), "cpu": cpu_model(),
                        "cores": os.cpu_count(), "load_per_pass": loads,
                        "wall_s": round(time.perf_counter() - started, 1),
@@ -132,17 +139,26 @@ class LatencyTable:
         rel = [statistics.stdev(v) / statistics.mean(v) for v in self.passes_ms.values() if len(v) > 1]
         return statistics.mean(rel) if rel else float("nan")
 
+    def pass_agreement(self) -> float:
+        """Spearman rank correlation between the first two passes: whether one pass orders the
+        architectures as the next one does (1 = the same order)."""
+        from scipy.stats import spearmanr
+
+        pairs = [v for v in self.passes_ms.values() if len(v) > 1]
+        return float(spearmanr([v[0] for v in pairs], [v[1] for v in pairs])[0]) if len(pairs) > 2 else float("nan")
+
     def describe(self) -> str:
         """One sentence for a report: what was measured, where, at what cost and noise."""
         m, b = self.measure, self.built_with
         values = sorted(self.latency_ms.values())
-        return (f"Latency: eval forward of a batch of {m['batch']} images {m['input_shape']}, 1 thread, median "
+        return (f"Latency: eval forward of a batch of {m['batch']} images {m['input_shape']}, 1 thread, thread CPU time ({m.get('clock', 'wall')}), median "
                 f"of {m['runs']} after {m['warmup']} warm-up passes, each of the {len(values)} children built "
                 f"with nas_trainer.models.build_model on {b['cpu']} ({b['cores']} cores, shared: 1-minute "
                 f"load average {', '.join(f'{x}->{y}' for x, y in b['load_per_pass'])} over the "
                 f"{m['passes']} passes), median of the passes; min / median / max {values[0]:.2f} / "
                 f"{statistics.median(values):.2f} / {values[-1]:.2f} ms; one pass's relative noise "
-                f"{self.noise():.0%} (std across passes, mean over architectures); build "
+                f"{self.noise():.0%} (std across passes, mean over architectures), rank agreement of "
+                f"two passes (Spearman) {self.pass_agreement():.2f}; build "
                 f"{b['wall_s']:.0f} s wall, {b['cpu_s']:.0f} CPU-s (python -m bench.latency_table).")
 
 

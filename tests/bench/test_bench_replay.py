@@ -20,7 +20,15 @@ import pytest
 from bench.bench_pareto import Found, Space, optimum_of, scores
 from bench.fashion_table import TABLE_PATH, FashionTable
 from bench.latency_table import LATENCY_PATH, LatencyTable, build
-from bench.replay import KubenasSearcher, Limit, NoGate, OptunaPrunerGate, OptunaSearcher, RuleGate, replay
+from bench.replay import (
+    KubenasSearcher,
+    Limit,
+    NoGate,
+    OptunaPrunerGate,
+    OptunaSearcher,
+    RuleGate,
+    replay,
+)
 from controller_policy.early_stopping import EarlyStopping
 
 REPO = Path(__file__).resolve().parents[2]
