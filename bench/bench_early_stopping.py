@@ -294,11 +294,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=None, help="training epochs per search")
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2; 1 with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the plot")
+    parser.add_argument("--strategy", action="append", default=None, metavar="NAME",
+                        help=f"repeat for each, from {list(STRATEGIES)} (default: all; random is always run)")
     args = parser.parse_args(argv)
     seeds = args.seeds or (3 if args.quick else SEEDS)
     budget = args.budget or (40 if args.quick else BUDGET)
     workers = args.workers or (1 if args.quick else 2)
     strategies = ("random", "optuna-tpe") if args.quick else STRATEGIES
+    if args.strategy:
+        unknown = set(args.strategy) - set(STRATEGIES)
+        if unknown:
+            raise SystemExit(f"--strategy: unknown {sorted(unknown)}; choose from {list(STRATEGIES)}")
+        strategies = tuple(s for s in STRATEGIES if s in {"random", *args.strategy})
     checkpoints = sorted({n for n in (budget // 8, budget // 4, budget // 2, budget) if n > 0})
     table = FashionTable.load(TABLE_PATH)
     noise = noise_summary(table)

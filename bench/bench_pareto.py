@@ -21,7 +21,7 @@ accuracy found under the latency target (the table's median latency, also the
 MnasNet target). Paired tests against random: two-sided Wilcoxon signed-rank,
 Holm-adjusted over the searches (the code of ``bench.bench_fashion_search``).
 
-    python -m bench.bench_pareto [--quick] [--seeds 30] [--workers 2] [--budget 100]
+    python -m bench.bench_pareto [--quick] [--seeds 20] [--workers 2] [--budget 100]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from controller_policy.strategies import make_strategy
 BENCH_DIR = Path(__file__).resolve().parent
 DIRECTIONS = ("maximize", "minimize")
 ACCURACY_REF = 0.5
-SEEDS = 30
+SEEDS = 20
 """What the shared 2-core machine finishes in about 10 minutes."""
 SEARCHES = ("random", "reinforce, MnasNet reward", "evolution, Pareto selection", "evolution, MnasNet reward",
             "optuna NSGA-II", "optuna TPE, multi-objective")
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--budget", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="folder for the plot")
+    parser.add_argument("--strategy", action="append", default=None, metavar="NAME",
+                        help=f"repeat for each, from {list(SEARCHES)} (default: all; random is always run)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2; 1 with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -262,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     workers = args.workers or (1 if args.quick else 2)
     budget = args.budget or (20 if args.quick else 100)
     names = QUICK_SEARCHES if args.quick else SEARCHES
+    if args.strategy:
+        unknown = set(args.strategy) - set(SEARCHES)
+        if unknown:
+            raise SystemExit(f"--strategy: unknown {sorted(unknown)}; choose from {list(SEARCHES)}")
+        names = tuple(s for s in SEARCHES if s in {"random", *args.strategy})
     space = Space.load()
     started = time.perf_counter()
     runs = run_all(names, seeds, budget, workers)
