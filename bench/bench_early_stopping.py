@@ -38,9 +38,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +57,7 @@ from bench.replay import (
     Trace,
     mean_curve,
     replay,
+    run_by_row,
 )
 from bench.table import format_table
 from controller_policy.early_stopping import EarlyStopping
@@ -150,16 +149,7 @@ def run_one(job: tuple[Config, int, int]) -> Trace:
 
 
 def run_all(configs: Sequence[Config], seeds: int, budget: int, workers: int) -> dict[Config, list[Trace]]:
-    jobs = [(c, s, budget) for c in configs for s in range(seeds)]
-    if workers <= 1:
-        traces = [run_one(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            traces = list(pool.map(run_one, jobs, chunksize=4))
-    out: dict[Config, list[Trace]] = {c: [] for c in configs}
-    for (config, _, _), trace in zip(jobs, traces, strict=True):
-        out[config].append(trace)
-    return out
+    return run_by_row(run_one, configs, seeds, budget, workers)
 
 
 def first_reach(curve: Sequence[float], target: float) -> int | None:

@@ -38,6 +38,7 @@ from bench.bench_fashion_search import ALPHA, Verdict, holm, mean_se, wilcoxon_p
 from bench.fashion_table import TABLE_PATH, FashionTable, noise_summary
 from bench.latency_table import LATENCY_PATH, LatencyTable
 from bench.quality_table import key_of
+from bench.replay import run_by_row
 from bench.table import format_table
 from controller_policy.pareto import hypervolume, orient, pareto_front
 from controller_policy.scalarize import MNASNET_W, mnasnet_reward
@@ -143,19 +144,7 @@ def _run_job(job: tuple[str, int, int]) -> Found:
 
 
 def run_all(names: Sequence[str], seeds: int, budget: int, workers: int) -> dict[str, list[Found]]:
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    jobs = [(n, s, budget) for n in names for s in range(seeds)]
-    if workers <= 1:
-        found = [_run_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            found = list(pool.map(_run_job, jobs, chunksize=2))
-    out: dict[str, list[Found]] = {n: [] for n in names}
-    for (name, _, _), f in zip(jobs, found, strict=True):
-        out[name].append(f)
-    return out
+    return run_by_row(_run_job, names, seeds, budget, workers)
 
 
 def hv(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:

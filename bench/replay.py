@@ -285,6 +285,25 @@ class OptunaPrunerGate:
         return None
 
 
+def run_by_row(run: Callable[[tuple[Any, int, int]], Any], rows: Sequence[Any], seeds: int, budget: int,
+               workers: int) -> dict[Any, list[Any]]:
+    """``run((row, seed, budget))`` for every row and seed, in ``workers`` forked processes (1: here),
+    grouped by row in seed order."""
+    jobs = [(row, seed, budget) for row in rows for seed in range(seeds)]
+    if workers <= 1:
+        results = [run(j) for j in jobs]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            results = list(pool.map(run, jobs, chunksize=2))
+    out: dict[Any, list[Any]] = {row: [] for row in rows}
+    for (row, _, _), result in zip(jobs, results, strict=True):
+        out[row].append(result)
+    return out
+
+
 def mean_curve(traces: Sequence[Trace]) -> list[float]:
     n = len(traces[0].best)
     return [math.fsum(t.best[i] for t in traces) / len(traces) for i in range(n)]
