@@ -151,7 +151,8 @@ class LatencyTable:
         """One sentence for a report: what was measured, where, at what cost and noise."""
         m, b = self.measure, self.built_with
         values = sorted(self.latency_ms.values())
-        return (f"Latency: eval forward of a batch of {m['batch']} images {m['input_shape']}, 1 thread, thread CPU time ({m.get('clock', 'wall')}), median "
+        return (f"Latency: eval forward of a batch of {m['batch']} images {m['input_shape']}, 1 thread, "
+                f"{'thread CPU time' if m.get('clock') == 'time.thread_time' else 'wall clock'}, median "
                 f"of {m['runs']} after {m['warmup']} warm-up passes, each of the {len(values)} children built "
                 f"with nas_trainer.models.build_model on {b['cpu']} ({b['cores']} cores, shared: 1-minute "
                 f"load average {', '.join(f'{x}->{y}' for x, y in b['load_per_pass'])} over the "
