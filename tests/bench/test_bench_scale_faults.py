@@ -31,10 +31,21 @@ def test_the_long_search_benchmark_prints_its_figures_for_both_cases() -> None:
     assert "Succeeded, 300" in retained, retained
 
 
+def figures(out: str) -> dict[str, str]:
+    """The benchmark's table as figure -> value (cells stripped of their padding)."""
+    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| ")]
+    return {label.strip(): value.strip() for label, value, *_ in rows}
+
+
 @pytest.mark.timeout(660)
 def test_the_fault_benchmark_kills_fuzzes_and_loses_nothing() -> None:
-    out = quick("bench_faults")
-    for words in ("operator: SIGKILLs", "lost rewards (accepted, not in the checkpoint) | 0",
-                  "duplicate Jobs (a Job name created twice) | 0", "status-API fuzz: 5xx answers | 0",
-                  "local runner: lost rewards"):
-        assert words in out, out
+    table = figures(quick("bench_faults"))
+    kills = next(v for k, v in table.items() if k.startswith("operator: SIGKILLs"))
+    assert int(kills) >= 1, table  # the quick search lasts long enough to be killed
+    assert int(next(v for k, v in table.items() if k.startswith("local runner: SIGKILLs"))) >= 1
+    assert table["operator: lost rewards (accepted, not in the checkpoint)"] == "0", table
+    assert table["operator: duplicate Jobs (a Job name created twice)"] == "0", table
+    assert table["operator: search phase; trials succeeded / failed"].startswith("Succeeded;")
+    assert table["status-API fuzz: 5xx answers"] == "0", table
+    assert table["local runner: lost rewards"] == "0", table
+    assert table["local runner: final exit; trials in trials.csv / succeeded"].startswith("0;")
