@@ -62,6 +62,8 @@ def accuracy_of(trial: str) -> float:
 # --- child: emulator + a cluster whose trainers retry their report ------------------------------
 
 def serve() -> None:
+    import aiohttp
+
     from bench.bench_operator import BenchCluster, fast_emulator_class
     from nas_operator.tokens import trial_token
     from tests.support.kube_emulator import JOBS, EmulatorThread, load_crd_manifests
@@ -93,8 +95,8 @@ def serve() -> None:
                                                      headers={"Authorization": f"Bearer {token}"}
                                                      ) as response:
                             status = response.status
-                    except OSError:
-                        status = None
+                    except (TimeoutError, OSError, aiohttp.ClientError):
+                        status = None  # refused, or the operator died mid-request: retry
                     if status is not None and status < 500 and status != 404:
                         break
                     await asyncio.sleep(0.3)
