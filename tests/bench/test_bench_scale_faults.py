@@ -47,5 +47,6 @@ def test_the_fault_benchmark_kills_fuzzes_and_loses_nothing() -> None:
     assert table["operator: duplicate Jobs (a Job name created twice)"] == "0", table
     assert table["operator: search phase; trials succeeded / failed"].startswith("Succeeded;")
     assert table["status-API fuzz: 5xx answers"] == "0", table
+    assert "connection" not in table["status-API fuzz: answers by class"], table  # it answered
     assert table["local runner: lost rewards"] == "0", table
     assert table["local runner: final exit; trials in trials.csv / succeeded"].startswith("0;")
