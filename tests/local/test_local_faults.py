@@ -114,7 +114,7 @@ def test_a_run_folder_whose_checkpoint_does_not_fit_is_refused_and_left_untouche
 
     (out / "search.yaml").write_text(original_yaml.replace("seed: 3", "seed: 4"))
     assert cli.main(["run", "--resume", str(out), "--quiet"]) == 2
-    assert "different searchSpace, strategy or objective" in capsys.readouterr().out
+    assert "different searchSpace, strategy, objective or earlyStopping" in capsys.readouterr().out
     assert checkpoint.read_bytes() == original
 
     (out / "search.yaml").write_text(original_yaml)

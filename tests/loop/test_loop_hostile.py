@@ -139,9 +139,9 @@ def _huge_reward_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """The ``call``-th reward the loop computes is 1e39 (a reward path that let it through)."""
     real, calls = core.compute_reward, [0]
 
-    def reward(objective: Any, epochs: Any) -> float:
+    def reward(objective: Any, epochs: Any, final: Any = None) -> float:
         calls[0] += 1
-        return 1e39 if calls[0] == call else real(objective, epochs)
+        return 1e39 if calls[0] == call else real(objective, epochs, final)
 
     monkeypatch.setattr(core, "compute_reward", reward)
 

@@ -296,8 +296,27 @@ def check_front_hypervolume(p: Panel) -> None:
     assert values == sorted(values) and values[-1] > 0, "the hypervolume never shrinks"
 
 
+def check_trials_stopped_early(p: Panel) -> None:
+    # the scraped search has no spec.earlyStopping: every rule's series is there, at the number
+    # of trials the run stopped early (none), over the whole run
+    stopped = sum(1 for t in p.trials if t["phase"] == "EarlyStopped")
+    assert "earlyStopping" not in p.spec and stopped == 0
+    by_rule = p.by("rule")
+    assert by_rule and sum(by_rule.values()) == stopped
+    assert all(s.v == stopped for s in p.range()[0].samples)
+
+
+def check_epochs_saved(p: Panel) -> None:
+    # one series for the search, at the epochs early stopping saved (none in this run)
+    [series] = p.instant()
+    assert series.labels.get("search", p.labels["search"]) == p.labels["search"]
+    assert p.value() == 0 and all(s.v == 0 for s in p.range()[0].samples)
+
+
 CHECKS: dict[str, Callable[[Panel], None]] = {
     "Pareto front size": check_front_size,
+    "Trials stopped early by rule": check_trials_stopped_early,
+    "GPU-epochs saved by early stopping": check_epochs_saved,
     "Front hypervolume": check_front_hypervolume,
     "Searches by phase": check_searches_by_phase,
     "Best reward": check_best_reward,

@@ -171,10 +171,10 @@ async def test_a_search_whose_start_fails_on_the_api_retries_alone(
         kube: KubeTestBed, monkeypatch: pytest.MonkeyPatch) -> None:
     """The API refuses the first Secret of one search (RBAC not rolled out yet): that search
     gets a StartFailed event and starts on a later try; the other search never waits."""
-    from nas_operator.kube import controller
+    from nas_operator.kube import supervisor
     from nas_operator.kube.api import ApiError
 
-    monkeypatch.setattr(controller, "START_RETRY", 0.5)
+    monkeypatch.setattr(supervisor, "START_RETRY", 0.5)
 
     async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
         await cluster.succeed(job)
