@@ -42,7 +42,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"full": {"trials": 400, "parallel": 20, "kills": 6, "kill_after": (0.3, 1.5),
                   "fuzz": 1000, "local_trials": 6, "local_kills": 2},
-         "quick": {"trials": 60, "parallel": 8, "kills": 2, "kill_after": (0.2, 0.8),
+         "quick": {"trials": 150, "parallel": 8, "kills": 2, "kill_after": (0.1, 0.5),
                    "fuzz": 200, "local_trials": 4, "local_kills": 1}}
 """Per size: the search, how many SIGKILLs and how long (s) after the restarted operator
 answers /healthz each comes (quick: soon, or its short search ends before the first kill)."""
