@@ -64,9 +64,9 @@ def accuracy_of(trial: str) -> float:
 def serve() -> None:
     import aiohttp
 
-    from bench.bench_operator import BenchCluster, fast_emulator_class
+    from bench.bench_operator import BenchCluster, fast_emulator_class, serve_cluster
     from nas_operator.tokens import trial_token
-    from tests.support.kube_emulator import JOBS, EmulatorThread, load_crd_manifests
+    from tests.support.kube_emulator import JOBS, load_crd_manifests
 
     class RetryingCluster(BenchCluster):
         """Trainers that retry their final report until an operator takes it (or 120 s)."""
@@ -112,22 +112,15 @@ def serve() -> None:
                 self.errors.append(repr(exc))
 
     emulator = fast_emulator_class()(crds=load_crd_manifests(REPO / "crds"), history_limit=50_000)
-    server = EmulatorThread(emulator)
-    url = server.start()
-    cluster = RetryingCluster(url, server)
-    cluster.start()
-    print(json.dumps({"url": url}), flush=True)
-    for line in sys.stdin:
-        if line.strip() == "stats":
-            creates = sum(n for (v, r, _a), n in emulator.api_calls.items()
-                          if v == "create" and r == "jobs.batch")
-            print(json.dumps({"accepted": cluster.accepted, "jobs": dict(cluster.jobs),
-                              "errors": cluster.errors[:5], "n_errors": len(cluster.errors),
-                              "job_creates": creates}), flush=True)
-        elif line.strip() == "quit":
-            break
-    cluster.stop()
-    server.stop()
+
+    def stats(cluster: RetryingCluster) -> dict[str, Any]:
+        creates = sum(n for (v, r, _a), n in emulator.api_calls.items()
+                      if v == "create" and r == "jobs.batch")
+        return {"accepted": cluster.accepted, "jobs": dict(cluster.jobs),
+                "errors": cluster.errors[:5], "n_errors": len(cluster.errors),
+                "job_creates": creates}
+
+    serve_cluster(emulator, RetryingCluster, stats)
 
 
 def run_operator(url: str, port: int) -> None:

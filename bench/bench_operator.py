@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,24 +92,39 @@ def fast_emulator_class() -> type:
 
 def serve() -> None:
     """Child process: serve the emulator, play the cluster; answer 'stats' on stdin."""
-    from tests.support.kube_emulator import EmulatorThread, load_crd_manifests
+    from tests.support.kube_emulator import load_crd_manifests
 
     emulator = fast_emulator_class()(crds=load_crd_manifests(REPO / "crds"),
                                      history_limit=200_000)
+
+    def stats(cluster: BenchCluster) -> dict[str, Any]:
+        return {"calls": [[v, r, a, n] for (v, r, a), n in emulator.api_calls.items()],
+                "reports": cluster.reports, "added": cluster.added,
+                "errors": cluster.errors[:5], "rss": _rss(), "cpu": time.process_time()}
+
+    serve_cluster(emulator, BenchCluster, stats, reset=emulator.api_calls.clear)
+
+
+def serve_cluster(emulator: Any, cluster_class: type[BenchCluster],
+                  stats: Callable[[Any], dict[str, Any]],
+                  reset: Callable[[], None] | None = None) -> None:
+    """Child process body shared by the operator benchmarks: serve ``emulator``, play the
+    cluster with ``cluster_class``, print the URL, then answer stdin: ``stats`` prints
+    ``stats(cluster)`` as one JSON line, ``reset`` calls ``reset``, ``quit`` stops."""
+    from tests.support.kube_emulator import EmulatorThread
+
     server = EmulatorThread(emulator)
     url = server.start()
-    cluster = BenchCluster(url, server)
+    cluster = cluster_class(url, server)
     cluster.start()
     print(json.dumps({"url": url}), flush=True)
     for line in sys.stdin:
-        if line.strip() == "stats":
-            calls = [[v, r, a, n] for (v, r, a), n in emulator.api_calls.items()]
-            print(json.dumps({"calls": calls, "reports": cluster.reports,
-                              "added": cluster.added, "errors": cluster.errors[:5],
-                              "rss": _rss(), "cpu": time.process_time()}), flush=True)
-        elif line.strip() == "reset":
-            emulator.api_calls.clear()
-        elif line.strip() == "quit":
+        command = line.strip()
+        if command == "stats":
+            print(json.dumps(stats(cluster)), flush=True)
+        elif command == "reset" and reset is not None:
+            reset()
+        elif command == "quit":
             break
     cluster.stop()
     server.stop()

@@ -57,27 +57,18 @@ def counting_emulator_class() -> type:
 
 def serve() -> None:
     """Child process: emulator + fake cluster; answers 'stats' and 'quit' on stdin."""
-    from bench.bench_operator import BenchCluster, _rss
-    from tests.support.kube_emulator import EmulatorThread, load_crd_manifests
+    from bench.bench_operator import BenchCluster, _rss, serve_cluster
+    from tests.support.kube_emulator import load_crd_manifests
 
     cls = counting_emulator_class()
     emulator = cls(crds=load_crd_manifests(REPO / "crds"), history_limit=50_000)
-    server = EmulatorThread(emulator)
-    url = server.start()
-    cluster = BenchCluster(url, server)
-    cluster.start()
-    print(json.dumps({"url": url}), flush=True)
-    for line in sys.stdin:
-        if line.strip() == "stats":
-            calls = [[v, r, a, n] for (v, r, a), n in emulator.api_calls.items()]
-            print(json.dumps({"calls": calls, "body": dict(cls.body_bytes),
-                              "stored": dict(cls.stored_bytes), "errors": cluster.errors[:5],
-                              "rss": _rss()}),
-                  flush=True)
-        elif line.strip() == "quit":
-            break
-    cluster.stop()
-    server.stop()
+
+    def stats(cluster: BenchCluster) -> dict[str, Any]:
+        return {"calls": [[v, r, a, n] for (v, r, a), n in emulator.api_calls.items()],
+                "body": dict(cls.body_bytes), "stored": dict(cls.stored_bytes),
+                "errors": cluster.errors[:5], "rss": _rss()}
+
+    serve_cluster(emulator, BenchCluster, stats)
 
 
 async def run_case(max_trials: int, parallelism: int, retention: dict[str, int]) -> dict[str, Any]:
