@@ -11,6 +11,8 @@ neither ever replaces the committed figures with partial ones.
 ``--only NAME --update`` reruns only the named modules and splices their
 sections into the committed ``bench/RESULTS.md``, keeping every other section
 verbatim from the run that made it (the header says which, and from when).
+Whenever the committed report is written, the README's headline block is
+regenerated from the ``Headline:`` lines in it (``bench.headlines``).
 
     python -m bench [--quick] [--only NAME ... [--update]] [--note TEXT] [--out FILE]
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.headlines import update_readme
 from bench.machine import REPO_ROOT, machine
 from bench.table import format_table
 
@@ -282,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(report)
         os.replace(tmp, out)
+        if out == BENCH_DIR / "RESULTS.md" and update_readme(out, REPO_ROOT / "README.md"):
+            print("rewrote the README's headlines from it")
     print(f"wrote {out}")
     return 0 if all(o.returncode == 0 for o in outcomes) else 1
 

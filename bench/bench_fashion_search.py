@@ -45,6 +45,7 @@ from bench.bench_search_quality import (
     run_optuna,
 )
 from bench.fashion_table import TABLE_PATH, TASK, FashionTable, Noise, noise_summary
+from bench.headlines import headline
 from bench.table import format_table
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -203,6 +204,29 @@ def report(runs: dict[str, list[Run]], table: FashionTable, noise: Noise, checkp
     ])
 
 
+def headline_text(runs: dict[str, list[Run]], table: FashionTable, noise: Noise, budget: int) -> str:
+    """The README's line for this benchmark: who beats random at the full budget, who does not."""
+    accs = [r.accuracy for r in table.all_entries()]
+    verdicts = compare(runs, budget)
+    final = {name: mean_se([r.running_best()[budget - 1] for r in group]) for name, group in runs.items()}
+    better = [n for n, v in verdicts.items() if v.p_holm < ALPHA and v.diff > 0]
+    worse = [n for n, v in verdicts.items() if v.p_holm < ALPHA and v.diff < 0]
+    same = [n for n in verdicts if n not in better and n not in worse]
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(f"{n} {final[n]}" for n in names) or "none"
+
+    exact = f" (exact expectation {expected_random_best(accs, budget):.4f})" if table.complete else ""
+    worst_p = max((verdicts[n].p_holm for n in better), default=None)
+    return (f"**Search quality at equal budget** ({TASK['spaceType']} {json.dumps(TASK['spaceOptions'])}: "
+            f"{len(accs):,} architectures trained for real on Fashion-MNIST and tabulated, spread across "
+            f"architectures {noise.ratio:.1f}x one training's seed noise; {budget} trials, {len(runs['random'])} "
+            f"seeds, best validation accuracy, mean ± s.e.): random {final['random']}{exact}; better than "
+            f"random: {listed(better)}" + (f" (Wilcoxon, Holm-adjusted p ≤ {worst_p:.2g})" if worst_p is not None else "")
+            + f"; no different from random: {listed(same)}" + (f"; worse: {listed(worse)}" if worse else "")
+            + f". Best in the table {max(accs):.4f}; one training's seed noise {noise.seed_std:.4f}.")
+
+
 def plot(runs: dict[str, list[Run]], accuracies: list[float], path: Path) -> None:
     """Mean running best ± one standard error per strategy, the exact random expectations and the
     table's optimum."""
@@ -256,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n![running best validation accuracy per strategy]({png.name})")
     print(f"\nRunning-best curves: {shown}. Wall time {wall:.0f} s for {len(runs) * seeds} searches "
           f"of {budget} trials (table lookups).")
+    print("\n" + headline(headline_text(runs, table, noise, budget)))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 import types
 from typing import Any
 
+from bench.headlines import headline
 from bench.table import format_table
 from controller_policy.contract import Report
 from nas_operator.api import parse_search
@@ -282,7 +283,10 @@ def run(quick: bool) -> str:
         [f"checkpoint size at {mem_trials:,} finished trials", f"{ckpt / 2**20:.2f} MiB",
          "ledger JSON + strategy state"],
     ]
-    return format_table(["figure", "value", "conditions"], rows)
+    return format_table(["figure", "value", "conditions"], rows) + "\n\n" + headline(
+        f"**Search loop**: {rate:,.0f} status-API reports/s on loopback; final report to the next launch "
+        f"{statistics.median(ms):.1f} ms p50 with {in_flight:,} trials in flight; the loop's memory grows "
+        f"{rss_mb:.1f} MiB over {mem_trials:,} finished trials.")
 
 
 def main() -> None:

@@ -319,6 +319,7 @@ def latencies(stats: dict[str, Any], search: str, parallelism: int) -> list[floa
 
 
 def report(result: dict[str, Any]) -> str:
+    from bench.headlines import headline
     from bench.table import format_table
 
     main, light, stats = result["main"], result["light"], result["stats"]
@@ -358,7 +359,12 @@ def report(result: dict[str, Any]) -> str:
     return (format_table(["figure", "value"], summary) + "\n\n"
             + "Operator API requests during the main search (kopf's and its own):\n\n"
             + format_table(["verb", "resource", "requests", "per trial"],
-                           [[v, r, c, f"{per:.3f}"] for v, r, c, per in rows]))
+                           [[v, r, c, f"{per:.3f}"] for v, r, c, per in rows])
+            + "\n\n" + headline(
+                f"**Operator** on a Kubernetes API emulator ({n:,} simulated trials, {p:,} in flight): "
+                f"{sum(operator.values()) / max(1, n):.2f} API requests and {main['cpu'] / max(1, n) * 1000:.1f} ms "
+                f"operator CPU per trial, final report to next Job p50 {ms(light_lat, 0.5)} at light load, "
+                f"operator RSS {main['rss_peak'] / 2**20:.0f} MiB peak."))
 
 
 def main(argv: list[str] | None = None) -> int:
