@@ -190,6 +190,44 @@ def test_sigkill_of_the_runner_with_own_trainers_running_loses_nothing(tmp_path,
         3, 3, 0, 0)
 
 
+def test_the_trainer_command_flag_is_judged_like_spec_trial_command(tmp_path):
+    """Typed in a shell from the script's folder: `kubenas run s.yaml --trainer-command
+    'python train.py'` on a built-in space, objective.metric a name only the script reports.
+    The flag lifts the built-in trainer's metric rule as spec.trial.command does, and the
+    two runs (same seed) score the same architectures the same."""
+    (tmp_path / "train.py").write_text(PYTHON_TRAINER)
+    doc = image_search("flag", max_trials=2, parallel=2, epochs=2, objective={
+        "metric": "score", "direction": "minimize", "reward": "identity", "lastEpochs": 2})
+    write_yaml(tmp_path / "s.yaml", doc)
+    env = {**os.environ, "PATH": trainer_path(tmp_path)}
+    if not shutil.which("kubenas", path=env["PATH"]):
+        shim = tmp_path / "bin" / "kubenas"
+        shim.parent.mkdir(exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m nas_operator.cli "$@"\n')
+        shim.chmod(0o755)
+        env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
+
+    def typed(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    bare = typed("kubenas run s.yaml --out bare --quiet")  # the built-in trainer's rule holds
+    assert bare.returncode == 2 and "spec.objective.metric" in bare.stdout + bare.stderr
+    flag = typed("kubenas run s.yaml --trainer-command 'python train.py' --out flag --quiet")
+    assert flag.returncode == 0, flag.stdout + flag.stderr
+    doc["spec"]["trial"]["command"] = ["python", "train.py"]
+    write_yaml(tmp_path / "c.yaml", doc)
+    field = typed("kubenas run c.yaml --out field --quiet")
+    assert field.returncode == 0, field.stdout + field.stderr
+    by_flag, by_field = csv_rows(tmp_path / "flag"), csv_rows(tmp_path / "field")
+    assert [r["phase"] for r in by_flag] == ["Succeeded"] * 2
+    for row in by_flag:  # minus the lowest score the script reported
+        zeros = sum(1 for t in attempt_tokens(tmp_path / "flag", row["trial"]) if t == 0)
+        assert float(row["reward"]) == pytest.approx(-(10.0 - zeros - 1))
+    assert [(r["trial"], r["reward"]) for r in by_flag] == [
+        (r["trial"], r["reward"]) for r in by_field]
+
+
 # --- kubenas-report as a command -------------------------------------------------------------
 def report(tmp_path: Path, *args: str, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
@@ -263,7 +301,7 @@ def test_kubenas_run_names_the_program_it_needs(tmp_path, monkeypatch):
         prepare(RunOptions(search_file=path, out=tmp_path / "a"))
     run = prepare(RunOptions(search_file=path, out=tmp_path / "b",
                              trainer_command=["python", "train.py"]))  # the flag names one
-    assert run.settings.trainer_command == ["python", "train.py"]
+    assert run.settings.trainer_command == [sys.executable, "train.py"]  # as spec.trial.command
     templated = image_search("tpl", max_trials=2, parallel=1)
     templated["spec"]["trial"]["template"] = {"image": "registry.example.com/me/train:1"}
     with pytest.raises(RunError, match="spec.trial.template.*set spec.trial.command"):

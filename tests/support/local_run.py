@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from controller_policy.strategies import make_strategy
-from nas_operator.api import load_search_yaml, space_class
+from nas_operator.api import space_class
 from nas_operator.checkpoint import decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.launcher import process_alive
@@ -66,7 +66,7 @@ def checkpoint_facts(folder: Path) -> tuple[dict[str, Any], Ledger, dict[str, An
     """(loop state, ledger, strategy summary) from the run folder's checkpoint."""
     run = RunFolder(folder)
     ckpt = decode_checkpoint(run.checkpoint_file.read_bytes())
-    search = load_search_yaml(run.search_yaml.read_text())
+    search = run.load_search()
     summary: dict[str, Any] = {}
     if ckpt.strategy:
         space = space_class(search.spec.searchSpace.type)(search.spec.searchSpace.options)

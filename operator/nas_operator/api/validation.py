@@ -101,8 +101,8 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
         errors.append(
             f"spec.objective.metric: {space!r} is a {kind} space scored by "
             f"{KIND_METRIC[kind]!r}, not {spec.objective.metric!r} (the built-in trainer "
-            "reports it; a trainer of your own, spec.trial.command or spec.trial.template, "
-            "may report any metric)"
+            "reports it; a trainer of your own, spec.trial.command (or kubenas run "
+            "--trainer-command) or spec.trial.template, may report any metric)"
         )
     if spec.trial.dataset.name not in KIND_DATASETS[kind]:
         errors.append(

@@ -33,6 +33,7 @@ from typing import Any
 
 from controller_policy.files import atomic_write
 from nas_operator import tokens
+from nas_operator.api import NASSearch, load_search_yaml
 from nas_operator.local.genotype_graph import genotype_summary
 
 CHECKPOINT_KEY = "search"
@@ -139,6 +140,12 @@ class RunFolder:
             return RunSettings(**{k: v for k, v in data.items() if k in RunSettings.__annotations__})
         except (OSError, ValueError, TypeError):
             return RunSettings()
+
+    def load_search(self) -> NASSearch:
+        """search.yaml as the run judged it: the run's ``--trainer-command`` stands in for
+        spec.trial.command (so a metric only that trainer reports still validates)."""
+        return load_search_yaml(self.search_yaml.read_text(),
+                                command=self.load_settings().trainer_command)
 
     def key(self) -> bytes:
         return self._key(create=False)

@@ -86,19 +86,20 @@ def prepare(options: RunOptions) -> PreparedRun:
         except RunFolderError as exc:
             raise RunError([str(exc)]) from None
         settings = folder.load_settings()
-        search = _load(folder.search_yaml, own_trainer=bool(
-            options.trainer_command or settings.trainer_command))
+        if options.trainer_command is not None:
+            settings.trainer_command = absolute_command(options.trainer_command)
+        search = _load(folder.search_yaml, settings.trainer_command)
         resumed = True
     else:
         assert options.search_file is not None
-        search = _load(options.search_file, own_trainer=options.trainer_command is not None)
-        folder = RunFolder(options.out or Path("runs") / search.metadata.name)
         settings = RunSettings(workdir=str(Path.cwd()))
+        if options.trainer_command is not None:
+            settings.trainer_command = absolute_command(options.trainer_command)
+        search = _load(options.search_file, settings.trainer_command)
+        folder = RunFolder(options.out or Path("runs") / search.metadata.name)
         resumed = False
     if options.parallel is not None:
         settings.parallel = options.parallel
-    if options.trainer_command is not None:
-        settings.trainer_command = absolute_command(options.trainer_command)
     if options.metrics_port is not None:
         settings.metrics_port = options.metrics_port
     trial = search.spec.trial
@@ -119,42 +120,36 @@ def prepare(options: RunOptions) -> PreparedRun:
     return PreparedRun(search, folder, settings, resumed)
 
 
-def absolute_command(words: list[str]) -> list[str]:
-    """Trainers run in their attempt folders (and a resume may start elsewhere): make relative
-    paths in the command absolute — the program if it has a '/', and arguments naming files."""
-    out = []
-    for i, word in enumerate(words):
+def absolute_command(words: list[str], workdir: Path | None = None) -> list[str]:
+    """A trainer command as the launcher runs it, the same for ``spec.trial.command`` and
+    ``--trainer-command``: a first word ``python`` (or ``python3``) is this interpreter, so
+    the script finds the trial SDK kubenas runs with; trainers run in their attempt folders
+    (and a resume may start elsewhere), so relative paths from ``workdir`` (where ``kubenas
+    run`` started) become absolute — the program if it has a '/', arguments naming files."""
+    base = workdir or Path.cwd()
+    out = [sys.executable if words[0] in ("python", "python3") else words[0], *words[1:]]
+    for i, word in enumerate(out):
         path = Path(word)
-        relative = not path.is_absolute() and ("/" in word if i == 0 else path.exists())
-        out.append(str(path.resolve()) if relative else word)
+        relative = not path.is_absolute() and ("/" in word if i == 0 else (base / path).exists())
+        out[i] = str((base / path).resolve()) if relative else word
     return out
 
 
 def trial_command(search: NASSearch, workdir: Path) -> list[str] | None:
-    """``spec.trial.command`` as the launcher runs it: a first word ``python`` (or ``python3``)
-    is this interpreter, so the script finds the trial SDK kubenas runs with; words naming
-    files relative to ``workdir`` (where ``kubenas run`` started) become absolute."""
+    """``spec.trial.command`` as the launcher runs it (``absolute_command`` from ``workdir``)."""
     words = search.spec.trial.command
-    if not words:
-        return None
-    out = [sys.executable if words[0] in ("python", "python3") else words[0], *words[1:]]
-    for i, word in enumerate(out):
-        path = Path(word)
-        if not path.is_absolute() and (i > 0 or "/" in word) and (workdir / path).exists():
-            out[i] = str((workdir / path).resolve())
-    return out
+    return absolute_command(list(words), workdir) if words else None
 
 
-def _load(path: Path, *, own_trainer: bool = False) -> NASSearch:
-    """The validated search; with ``own_trainer`` (``--trainer-command``) one the built-in
-    trainer could not run (a custom space) is accepted too."""
+def _load(path: Path, trainer_command: list[str] | None = None) -> NASSearch:
+    """The validated search; a ``trainer_command`` (``--trainer-command``) is validated as
+    ``spec.trial.command`` would be (any metric, any space: the trainer is the user's)."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise RunError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        search = load_search_yaml(text)
-        return search if own_trainer else require_trainer(search)
+        return require_trainer(load_search_yaml(text, command=trainer_command))
     except SpecError as exc:
         raise RunError([f"{path}: invalid NASSearch:", *(f"  {e}" for e in exc.errors)]) from None
 

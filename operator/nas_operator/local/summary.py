@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from nas_operator.api import NASSearch, SpecError, load_search_yaml
+from nas_operator.api import NASSearch, SpecError
 from nas_operator.checkpoint import CheckpointError, decode_checkpoint
 from nas_operator.ledger import Ledger
 from nas_operator.local.front_files import render_front, scoring
@@ -57,7 +57,7 @@ def load_summary(folder: RunFolder) -> RunSummary:
     """Read a run folder; ``RunFolderError``/``SpecError``/``CheckpointError`` say what is wrong."""
     folder.require_run()
     try:
-        search = load_search_yaml(folder.search_yaml.read_text())
+        search = folder.load_search()
     except SpecError as exc:
         raise SpecError([f"{folder.search_yaml}: {e}" for e in exc.errors]) from None
     summary = RunSummary(folder=folder, search=search, rows=folder.rows(),
