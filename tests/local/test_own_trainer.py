@@ -4,8 +4,8 @@
   completes a search; the rewards are the search's own, from the metrics it reported.
 * A Python script with `kubenas_trial.Trial` reports a metric of its own (`score`,
   minimized); the reward follows `objective.metric` and `direction`.
-* SIGKILL of the runner while such trainers run: `--resume` adopts them, loses no
-  finished trial and starts none twice.
+* SIGKILL of the runner while such trainers run (on a declared space): `--resume` adopts
+  them, loses no finished trial and starts none twice.
 * `kubenas-report` itself: numbers parsed, bad input refused with the reason, the epochs
   of earlier calls carried by the final report (also into the termination message).
 
@@ -152,7 +152,8 @@ def test_sigkill_of_the_runner_with_own_trainers_running_loses_nothing(tmp_path,
     path = trainer_path(tmp_path)
     script = shell_trainer(tmp_path)
     search = write_yaml(tmp_path / "s.yaml", own_search("kill", [str(script)], max_trials=3,
-                                                        parallel=2, epochs=3))
+                                                        parallel=2, epochs=3,
+                                                        searchSpace=CUSTOM))  # your own family
     out = tmp_path / "run"
     env = {"PATH": path, "EPOCH_SECONDS": "0.7"}
     first = processes.start(["run", str(search), "--out", str(out), "--quiet"], out, env)
