@@ -13,7 +13,6 @@ script reported, no Job and no trainer is started twice, and the search ends wit
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ from tests.support.kube_emulator import JOBS, NASSEARCHES, NASTRIALS, KubeTestBe
 from tests.support.operator_bed import (
     FakeCluster,
     crd_test_bed,
-    env_of,
+    run_container,
     search_manifest,
     wait_for,
 )
@@ -130,37 +129,18 @@ async def test_sigkill_of_the_operator_with_own_trainers_running_loses_nothing(
     finals: set[str] = set()
 
     async def kubelet(cluster: FakeCluster, job: dict[str, Any]) -> None:
-        """Start the Job's own container command as a process: its env (the token from the
-        Secret), its emptyDir /checkpoints and termination file as folders of this pod."""
         name = job["metadata"]["name"]
         started[name] += 1
         await cluster.run(job)
-        [container] = job["spec"]["template"]["spec"]["containers"]
         pod = tmp_path / "pods" / name
-        (pod / "checkpoints").mkdir(parents=True)
-        env = {k: v for k, v in env_of(job).items() if isinstance(v, str)}
-        document = json.loads(env["KUBENAS_TRIAL_JSON"])
-        document["checkpointDir"] = str(pod / "checkpoints")  # the volume mount
-        env.update(KUBENAS_TRIAL_JSON=json.dumps(document),
-                   KUBENAS_REPORT_TOKEN=await cluster.token(job),
-                   KUBENAS_TERMINATION_FILE=str(pod / "termination-log"),
-                   PYTHONPATH=os.pathsep.join(sys.path), HOME=str(pod), TMPDIR=str(pod))
-        words = [*container["command"], *container.get("args", [])]
-        words[0] = sys.executable if words[0] == "python" else words[0]
-        proc = await asyncio.create_subprocess_exec(
-            *words, env=env, cwd=work, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
         watcher = asyncio.create_task(_watch_final(pod / "termination-log", name, finals))
         try:
-            _, stderr = await asyncio.wait_for(proc.communicate(), 240)
+            code, message = await run_container(cluster, job, pod, cwd=work)
         finally:
             watcher.cancel()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode == 0, stderr.decode()[-2000:]
+        assert code == 0, message
         exited.append(name)
-        await cluster.terminate(job, 0, (pod / "termination-log").read_text())
+        await cluster.terminate(job, 0, message)
 
     operator = Operator(kube, tmp_path)
     manifest = search_manifest(

@@ -6,6 +6,7 @@ condition that names the field (and the CRD says the same to ``kubectl apply``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -13,11 +14,12 @@ import pytest
 import yaml
 
 from tests.support import REPO
-from tests.support.kube_emulator import EVENTS, NASSEARCHES, KubeTestBed
+from tests.support.kube_emulator import EVENTS, NASSEARCHES, NASTRIALS, KubeTestBed
 from tests.support.operator_bed import (
     FakeCluster,
     OperatorBed,
     crd_test_bed,
+    run_container,
     search_manifest,
     wait_for,
 )
@@ -112,6 +114,57 @@ async def test_template_settings_reach_every_job_beside_the_operators_own(
         assert trial["status"]["phase"] == "Succeeded" and trial["status"]["reward"] > 0
         genotype = trial["spec"]["architecture"]["genotype"]
         assert genotype["stem"] in (16, 24, 32) and len(genotype["stage"]) == 2
+
+
+async def test_the_cluster_example_trains_with_the_users_script_from_its_template(
+        kube: KubeTestBed, tmp_path: Path) -> None:
+    """examples/custom-resnet-cluster.yaml as applied (budget and data shrunk): each Job runs
+    the template's own command — /app/train.py, which the example's Dockerfile copies from
+    examples/custom_resnet/train.py — with the Job's environment, and the search takes the
+    val_accuracy that script reports through the SDK."""
+    doc = yaml.safe_load((REPO / "examples" / "custom-resnet-cluster.yaml").read_text())
+    spec = doc["spec"]
+    spec["budget"].update(maxTrials=2, parallelism=2)
+    spec["strategy"]["batchSize"] = 2
+    spec["objective"]["lastEpochs"] = 1
+    spec["trial"]["training"].update(epochs=1, threads=1)
+    spec["trial"]["dataset"]["maxTrainExamples"] = 300
+    namespace = doc["metadata"]["namespace"]
+    image = {"/app/train.py": REPO / "examples" / "custom_resnet" / "train.py"}
+    jobs: list[dict[str, Any]] = []
+
+    async def kubelet(cluster: FakeCluster, job: dict[str, Any]) -> None:
+        jobs.append(job)
+        await cluster.run(job)
+        code, message = await run_container(cluster, job, tmp_path / job["metadata"]["name"],
+                                            cwd=tmp_path, files=image)
+        await cluster.terminate(job, code, message)
+
+    bed = OperatorBed(kube)
+    async with FakeCluster(kube, kubelet, namespace=namespace), bed.running():
+        await kube.client.create(NASSEARCHES, doc, namespace)
+
+        async def ended() -> dict[str, Any] | None:
+            found = await kube.read(NASSEARCHES, doc["metadata"]["name"], namespace)
+            phase = ((found or {}).get("status") or {}).get("phase")
+            return found if phase in ("Succeeded", "Failed") else None
+
+        done = await wait_for(ended, 300, "the cluster example to end")
+        trials = await kube.read_all(NASTRIALS, namespace)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    template = spec["trial"]["template"]
+    for job in jobs:
+        kubernetes_validate.validate(job, "1.33", strict=True)
+        container = _container(job)
+        assert container["image"] == template["image"] and container["command"] == [
+            "python", "/app/train.py"]
+        assert job["spec"]["template"]["spec"]["nodeSelector"] == template["nodeSelector"]
+    assert len(trials) == 2
+    for trial in trials:
+        status = trial["status"]
+        accuracy = status["metrics"]["val_accuracy"]
+        assert status["phase"] == "Succeeded" and 0 < accuracy <= 1
+        assert abs(status["reward"] - accuracy**3) < 1e-6  # the search's cube of the report
 
 
 @pytest.mark.parametrize(("override", "field"), [

@@ -16,10 +16,13 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import random
 import string
+import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -319,6 +322,40 @@ class FakeCluster:
             assert status == 200, body
         await self.terminate(job, 0, json.dumps(report))
         return report
+
+
+async def run_container(cluster: FakeCluster, job: dict[str, Any], pod: Path, *, cwd: Path,
+                        files: Mapping[str, Path] | None = None,
+                        timeout: float = 240) -> tuple[int, str]:
+    """Start the Job's own container command as a local process, as a kubelet would: the
+    Job's env with the token from the Secret, its emptyDir ``/checkpoints`` and termination
+    file as folders of ``pod``; ``files`` maps paths of the image to local files, ``python``
+    is this interpreter. Returns (exit code, termination message, else the stderr tail)."""
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    (pod / "checkpoints").mkdir(parents=True, exist_ok=True)
+    termination = pod / "termination-log"
+    env = {k: v for k, v in env_of(job).items() if isinstance(v, str)}
+    document = json.loads(env["KUBENAS_TRIAL_JSON"])
+    document["checkpointDir"] = str(pod / "checkpoints")  # where the volume is mounted
+    env.update(KUBENAS_TRIAL_JSON=json.dumps(document),
+               KUBENAS_REPORT_TOKEN=await cluster.token(job),
+               KUBENAS_TERMINATION_FILE=str(termination),
+               PYTHONPATH=os.pathsep.join(sys.path), HOME=str(pod), TMPDIR=str(pod))
+    words = [*container["command"], *container.get("args", [])]
+    words = [str((files or {}).get(w, w)) for w in words]
+    words[0] = sys.executable if words[0] in ("python", "python3") else words[0]
+    proc = await asyncio.create_subprocess_exec(
+        *words, env=env, cwd=cwd, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    message = termination.read_text() if termination.exists() else stderr.decode()[-4096:]
+    return proc.returncode, message
 
 
 async def wait_for(condition: Callable[[], Awaitable[Any]], timeout: float = 30.0,
