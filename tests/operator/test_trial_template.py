@@ -175,11 +175,36 @@ async def test_the_cluster_example_trains_with_the_users_script_from_its_templat
 ])
 async def test_a_template_that_overrides_an_operator_field_is_refused_by_name(
         kube: KubeTestBed, override: dict[str, Any], field: str) -> None:
+    cond, event = await refused(kube, search_manifest(
+        "bad", trial={"template": {"image": IMAGE, **override}}))
+    assert f"spec.trial.template.{field}" in cond["message"], cond["message"]
+    assert "operator" in cond["message"] and f"spec.trial.template.{field}" in event["message"]
+
+
+@pytest.mark.parametrize(("decisions", "words"), [
+    ([{"name": "a", "choices": [7]}, {"name": "b", "range": {"low": 2, "high": 2}}],
+     "spec.searchSpace.options.decisions: the space holds a single architecture"),
+    ([{"name": "a", "choices": [1, 2]}, {"name": "b", "choices": [3, 5], "when": {"c": [1]}}],
+     "spec.searchSpace.options.decisions[1].when.c: no earlier decision is named 'c'"),
+])
+async def test_a_bad_custom_space_is_refused_as_a_condition_naming_the_field(
+        kube: KubeTestBed, decisions: list[dict[str, Any]], words: str) -> None:
+    """What the CRD cannot say (a space of one architecture, a condition on no decision)
+    the operator says as the SpecValid condition and an Event, and runs nothing."""
+    cond, event = await refused(kube, search_manifest(
+        "bad", searchSpace={"type": "custom", "options": {"decisions": decisions}},
+        trial={"template": {"image": IMAGE}}))
+    assert words in cond["message"] and words in event["message"], cond["message"]
+
+
+async def refused(kube: KubeTestBed, manifest: dict[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply ``manifest`` (named 'bad'); (its SpecValid condition, its InvalidSpec Event),
+    once the operator failed it without creating a Job."""
     async def trainer(cluster: FakeCluster, job: dict[str, Any]) -> None:
         await cluster.succeed(job)
 
     bed = OperatorBed(kube)
-    manifest = search_manifest("bad", trial={"template": {"image": IMAGE, **override}})
     async with FakeCluster(kube, trainer), bed.running():
         await kube.client.create(NASSEARCHES, manifest)
         failed = await bed.wait_phase("bad", "Failed")
@@ -189,11 +214,10 @@ async def test_a_template_that_overrides_an_operator_field_is_refused_by_name(
             return [e for e in events if e["reason"] == "InvalidSpec"]
 
         [event] = await wait_for(invalid_event, message="an InvalidSpec event")
-        assert not await bed.jobs("bad")  # nothing ran with the override
+        assert not await bed.jobs("bad")  # nothing ran
     cond = {c["type"]: c for c in failed["status"]["conditions"]}["SpecValid"]
     assert cond["status"] == "False" and cond["reason"] == "InvalidSpec"
-    assert f"spec.trial.template.{field}" in cond["message"], cond["message"]
-    assert "operator" in cond["message"] and f"spec.trial.template.{field}" in event["message"]
+    return cond, event
 
 
 def test_the_crd_refuses_operator_owned_template_fields_with_the_same_words() -> None:
