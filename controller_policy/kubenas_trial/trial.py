@@ -31,6 +31,10 @@ from kubenas_trial.assignment import load_trial
 from kubenas_trial.delivery import Reporter
 
 HISTORY_FILE = "kubenas-epochs.json"
+ENDED_FILE = "kubenas-ended.json"
+"""Which attempt of which trial already sent its final or failed report: ``kubenas-report`` is one
+process per call, so a second ``--final``/``--failed`` of the same attempt is refused from this file
+instead of overwriting the termination message that holds the first."""
 """In ``checkpoint_dir()``: the epochs reported so far, so a resumed attempt (or the next
 ``kubenas-report`` call) sends a final report that carries every epoch."""
 
@@ -66,7 +70,8 @@ class Trial:
         self.document = document
         self.reporter = reporter
         self._history: dict[int, dict[str, float]] = self._load_history()
-        self._finished = False
+        self._ended: str | None = self._load_ended()
+        self._finished = self._ended is not None
         self._preempted = threading.Event()
 
     @classmethod
@@ -236,7 +241,9 @@ class Trial:
     # --- internals ----------------------------------------------------------------------
     def _report(self, kind: ReportKind, **fields: Any) -> Report:
         if self._finished:
-            raise ReportError(f"report {kind}: this trial already sent its final report")
+            earlier = f" (a {self._ended} report, kept in {self.checkpoint_dir() / ENDED_FILE})" if self._ended else ""
+            raise ReportError(f"report {kind}: attempt {self.attempt} of trial {self.name} already ended{earlier}; "
+                              "an attempt ends once: its first final, failed or interrupted report stands")
         try:
             return Report(kind=kind, trial=self.name, attempt=self.attempt, **fields)
         except ValidationError as exc:
@@ -245,7 +252,24 @@ class Trial:
 
     def _finish(self, report: Report, budget_s: float | None = None) -> None:
         self._finished = True
+        self._ended = report.kind
+        if report.kind != "interrupted":  # an interrupted attempt may be run again as itself
+            try:
+                atomic_write(self.checkpoint_dir() / ENDED_FILE, json.dumps(
+                    {"trial": self.name, "attempt": self.attempt, "kind": report.kind}))
+            except OSError:
+                pass  # a read-only folder: only a second kubenas-report call goes unguarded
         self.reporter.finish(report, budget_s)
+
+    def _load_ended(self) -> str | None:
+        """The kind of this attempt's last report if an earlier process of it sent one."""
+        try:
+            raw = json.loads((self.checkpoint_dir() / ENDED_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(raw, dict) and raw.get("trial") == self.name and raw.get("attempt") == self.attempt:
+            return str(raw.get("kind", "final"))
+        return None
 
     def _history_path(self) -> Path:
         return self.checkpoint_dir() / HISTORY_FILE

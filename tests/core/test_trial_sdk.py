@@ -76,5 +76,36 @@ def test_epochs_survive_the_process_and_a_crash_becomes_a_failed_report(tmp_path
         raise RuntimeError("CUDA out of memory")
     written = json.loads((tmp_path / "term").read_text())
     assert written["kind"] == "failed" and "RuntimeError: CUDA out of memory" in written["reason"]
-    with pytest.raises(ReportError, match="already sent its final report"):
+    with pytest.raises(ReportError, match="attempt 2 of trial s-t0003 already ended"):
         again.report_epoch(2, val_loss=0.5)
+
+
+def test_a_second_ending_of_an_attempt_is_refused_across_kubenas_report_calls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """kubenas-report runs once per call: the first --final stands; a later --failed of the same
+    attempt must not overwrite the termination message that holds the reward."""
+    from kubenas_trial.report import EXIT_OK, EXIT_USAGE, main
+
+    make_trial(tmp_path)  # writes trial.json
+    monkeypatch.setenv("KUBENAS_TRIAL_FILE", str(tmp_path / "trial.json"))
+    monkeypatch.setenv("KUBENAS_TERMINATION_FILE", str(tmp_path / "term"))
+    for name in ("KUBENAS_REPORT_URL", "KUBENAS_REPORT_TOKEN", "KUBENAS_TRIAL_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["--final", "val_loss=0.25"]) == EXIT_OK
+    assert main(["--failed", "cleanup crashed"]) == EXIT_USAGE
+    assert "attempt 2 of trial s-t0003 already ended (a final report" in capsys.readouterr().err
+    written = json.loads((tmp_path / "term").read_text())
+    assert written["kind"] == "final" and written["metrics"] == {"val_loss": 0.25}
+    doc = json.loads((tmp_path / "trial.json").read_text())
+    (tmp_path / "trial.json").write_text(json.dumps({**doc, "attempt": 3}))  # the retry: its own ending
+    assert main(["--failed", "node lost"]) == EXIT_OK
+    assert json.loads((tmp_path / "term").read_text())["kind"] == "failed"
+
+
+def test_an_interrupted_attempt_can_be_run_again_as_itself(tmp_path: Path) -> None:
+    trial = make_trial(tmp_path)
+    trial.report_epoch(0, val_loss=0.9)
+    trial.report_interrupted()
+    again = make_trial(tmp_path)  # the same attempt relaunched after a Ctrl-C of kubenas run
+    again.report_final(val_loss=0.4)
+    assert json.loads((tmp_path / "term").read_text())["kind"] == "final"
