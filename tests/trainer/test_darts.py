@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from controller_policy.contract import DartsSpec, TrainingSpec
 from controller_policy.spaces import make_space
-from nas_trainer.checkpoint import CHECKPOINT_FILE, EXIT_INTERRUPTED, StopRequest
+from nas_trainer.checkpoint import CHECKPOINT_FILE, StopRequest
 from nas_trainer.darts.bilevel import Bilevel
 from nas_trainer.darts.collective import Collective
 from nas_trainer.darts.derive import derive_cell, derive_tokens, skip_edges
@@ -26,7 +25,7 @@ from nas_trainer.darts.supernet import CANDIDATES, IDENTITY, DartsSupernet, edge
 from nas_trainer.epochs import Interrupted
 from nas_trainer.runtime import ConfigError
 from nas_trainer.train_image import classification_loss
-from tests.support.trainer import StopAtPoll, darts_doc, make_ctx
+from tests.support.trainer import StopAtPoll, darts_doc, make_ctx, preempt_and_rerun
 
 NONE = CANDIDATES.index("none")
 
@@ -168,35 +167,9 @@ def test_sigterm_on_a_real_darts_process_checkpoints_and_a_rerun_finishes(tmp_pa
     doc = darts_doc("first", checkpointDir=str(tmp_path / "ckpt"))
     doc["training"]["epochs"] = 3
     doc["dataset"]["maxTrainExamples"] = 128
-    trial = tmp_path / "trial.json"
-    trial.write_text(json.dumps(doc))
-    env = {**os.environ, "KUBENAS_TERMINATION_FILE": str(tmp_path / "term"), "OMP_NUM_THREADS": "1"}
-    env.pop("KUBENAS_REPORT_URL", None)
-    cmd = [sys.executable, "-m", "nas_trainer", "--trial", str(trial)]
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout is not None
-        for line in first.stdout:
-            if json.loads(line)["kind"] == "epoch":
-                break
-        first.send_signal(signal.SIGTERM)
-        _, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == EXIT_INTERRUPTED, err
-    interrupted = json.loads((tmp_path / "term").read_text())
-    assert interrupted["kind"] == "interrupted" and "checkpoint saved to" in interrupted["reason"]
-    done = len(interrupted["epochs"])
-    assert (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
-
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert second.returncode == 0, second.stderr
-    assert "resumed from" in second.stderr
-    final = json.loads((tmp_path / "term").read_text())
-    assert final["kind"] == "final" and len(final["epochs"]) == 3
-    assert final["epochs"][:done] == interrupted["epochs"]
-    assert make_space("enas-micro", {"nodes": 2}).decode(final["architecture"]["tokens"])
+    run = preempt_and_rerun(doc, tmp_path)
+    assert len(run.final["epochs"]) == 3
+    assert make_space("enas-micro", {"nodes": 2}).decode(run.final["architecture"]["tokens"])
 
     # the same search without the interruption ends on the same alpha and weights
     state = torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=False)["objects"]["supernet"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,11 @@ from typing import Any
 import pytest
 
 from controller_policy.spaces import make_space
-from nas_trainer.checkpoint import CHECKPOINT_FILE, EXIT_INTERRUPTED, StopRequest
+from nas_trainer.checkpoint import CHECKPOINT_FILE, StopRequest
 from nas_trainer.enas.search import EnasSearch
 from nas_trainer.epochs import Interrupted, TrainResult
 from nas_trainer.runtime import ConfigError
-from tests.support.trainer import StopAtPoll, image_doc, make_ctx
+from tests.support.trainer import StopAtPoll, image_doc, make_ctx, preempt_and_rerun
 
 EPOCH_KEYS = {
     "train_loss", "controller_entropy", "controller_baseline", "controller_updates", "lr",
@@ -141,40 +140,12 @@ def test_sigterm_on_a_real_enas_process_checkpoints_and_a_rerun_finishes(tmp_pat
     doc = image_doc("enas-macro", {"layers": 2}, checkpointDir=str(tmp_path / "ckpt"))
     doc["training"]["epochs"] = 4
     doc["dataset"]["maxTrainExamples"] = 256
-    doc["training"]["batchSize"] = 16
-    trial = tmp_path / "trial.json"
-    trial.write_text(json.dumps(doc))
-    env = {**os.environ, "KUBENAS_TERMINATION_FILE": str(tmp_path / "term")}
-    env.pop("KUBENAS_REPORT_URL", None)
-    cmd = [sys.executable, "-m", "nas_trainer", "--trial", str(trial)]
-
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout is not None
-        for line in first.stdout:  # no report URL: reports are JSON lines on stdout
-            if json.loads(line)["kind"] == "epoch":
-                break
-        first.send_signal(signal.SIGTERM)  # epoch 1 (16 omega steps) is under way
-        _, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == EXIT_INTERRUPTED, err
-    interrupted = json.loads((tmp_path / "term").read_text())
-    assert interrupted["kind"] == "interrupted" and "checkpoint saved to" in interrupted["reason"]
-    done = len(interrupted["epochs"])
-    assert 1 <= done < 4
-    assert (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
-
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert second.returncode == 0, second.stderr
-    assert "resumed from" in second.stderr
-    final = json.loads((tmp_path / "term").read_text())
-    assert final["kind"] == "final" and final["metrics"]["epochs"] == 4.0
-    assert len(final["epochs"]) == 4
-    assert final["epochs"][:done] == interrupted["epochs"]
-    assert [e["controller_updates"] for e in final["epochs"]] == [2.0, 4.0, 6.0, 8.0]
-    assert make_space("enas-macro", {"layers": 2}).decode(final["architecture"]["tokens"])
+    doc["training"]["batchSize"] = 16  # epoch 1 (16 omega steps) is under way at the SIGTERM
+    run = preempt_and_rerun(doc, tmp_path)
+    assert 1 <= len(run.interrupted["epochs"]) < 4
+    assert run.final["metrics"]["epochs"] == 4.0 and len(run.final["epochs"]) == 4
+    assert [e["controller_updates"] for e in run.final["epochs"]] == [2.0, 4.0, 6.0, 8.0]
+    assert make_space("enas-macro", {"layers": 2}).decode(run.final["architecture"]["tokens"])
 
 
 # --- input errors ---------------------------------------------------------------------------------

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +26,7 @@ from nas_trainer.reporter import Reporter
 from nas_trainer.runtime import ConfigError, setup_runtime
 from nas_trainer.train_image import train_image
 from nas_trainer.train_language import train_language
-from tests.support.trainer import StopAtPoll
+from tests.support.trainer import StopAtPoll, preempt_and_rerun
 
 TIMING = {"epoch_seconds", "samples_per_second", "tokens_per_second"}
 
@@ -138,38 +134,10 @@ def test_sigterm_on_a_real_trainer_process_checkpoints_and_a_rerun_resumes(tmp_p
     """Kubernetes-style preemption: SIGTERM during epoch 1, then the Job's next attempt."""
     doc = image_doc(tmp_path / "ckpt", epochs=2).model_dump(mode="json")
     doc["dataset"]["maxTrainExamples"] = 256
-    doc["training"]["batchSize"] = 16
-    trial = tmp_path / "trial.json"
-    trial.write_text(json.dumps(doc))
-    env = {**os.environ, "KUBENAS_TERMINATION_FILE": str(tmp_path / "term")}
-    env.pop("KUBENAS_REPORT_URL", None)
-    cmd = [sys.executable, "-m", "nas_trainer", "--trial", str(trial)]
-
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout is not None
-        for line in first.stdout:  # no report URL: reports are JSON lines on stdout
-            if json.loads(line)["kind"] == "epoch":
-                break
-        first.send_signal(signal.SIGTERM)  # epoch 1 (of 16 steps) is starting
-        rest, err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == EXIT_INTERRUPTED, err
-    interrupted = json.loads((tmp_path / "term").read_text())
-    assert interrupted["kind"] == "interrupted"
-    assert "SIGTERM at epoch 1 step" in interrupted["reason"]
-    assert "checkpoint saved to" in interrupted["reason"]
-    assert len(interrupted["epochs"]) == 1
-    assert (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
-
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert "resumed from" in second.stderr
-    reported = [json.loads(line) for line in second.stdout.splitlines()]
+    doc["training"]["batchSize"] = 16  # epoch 1 (of 16 steps) is starting at the SIGTERM
+    run = preempt_and_rerun(doc, tmp_path, timeout=60, rerun_timeout=120)
+    assert "SIGTERM at epoch 1 step" in run.interrupted["reason"]
+    assert len(run.interrupted["epochs"]) == 1
+    reported = [json.loads(line) for line in run.rerun.stdout.splitlines()]
     assert [r["epoch"] for r in reported if r["kind"] == "epoch"] == [1]
-    final = json.loads((tmp_path / "term").read_text())
-    assert final["kind"] == "final" and final["metrics"]["epochs"] == 2.0
-    assert len(final["epochs"]) == 2
-    assert final["epochs"][0] == interrupted["epochs"][0]
+    assert run.final["metrics"]["epochs"] == 2.0 and len(run.final["epochs"]) == 2
