@@ -101,6 +101,12 @@ class ModelSpec(Strict):
     )
     tieWeights: bool = True
     variationalDropout: float = Field(default=0.0, ge=0, lt=1)
+    hiddenNormClip: float | None = Field(
+        default=None, gt=0,
+        description="Language models: rescale each sequence's recurrent state to at most this L2 "
+        "norm after every time step (carpedm20's ENAS port: 25); null = off. Keeps cells of "
+        "identity/ReLU nodes from overflowing at SGD learning rate 20.",
+    )
 
 
 class TrainingSpec(Strict):

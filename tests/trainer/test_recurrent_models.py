@@ -335,3 +335,31 @@ def test_architecture_record_round_trips_into_the_model() -> None:
     arch = Architecture.model_validate(ZL.architecture(list(NASCELL_TOKENS)).model_dump())
     model = build_zoph_le_rnn(arch.genotype, spec=TINY, vocab_size=4)
     assert model.cells[0].cell_source == 12 and model.cells[0].inject_into == 8
+
+
+def test_hidden_norm_clip_bounds_an_identity_cell_that_otherwise_overflows() -> None:
+    """An all-identity ENAS cell with weights of gain > 1 grows its state geometrically (what
+    diverged the shared-weight search at lr 20); ``hiddenNormClip`` caps every row's norm."""
+    space = EnasRnnSpace({"nodes": 4})
+    identity = space.decode([2, 0, 2, 1, 2, 2, 2])  # node l reads node l-1, all identity
+    tokens = torch.zeros(3, 40, dtype=torch.long)
+    outputs = {}
+    for clip in (None, 5.0):
+        torch.manual_seed(0)
+        model = build_enas_rnn(identity, spec=TINY.model_copy(update={"hiddenNormClip": clip}),
+                               vocab_size=6)
+        with torch.no_grad():
+            for w in model.cells[0].parameters():
+                w.mul_(4.0)
+            logits, (h,) = model(tokens)
+        outputs[clip] = (logits, h)
+    unclipped, clipped = outputs[None][1], outputs[5.0][1]
+    assert not torch.isfinite(unclipped).all() or unclipped.norm(dim=-1).max() > 1e6
+    assert torch.isfinite(outputs[5.0][0]).all()
+    assert clipped.norm(dim=-1).max() <= 5.0 + 1e-4
+    small = build_enas_rnn(identity, spec=TINY.model_copy(update={"hiddenNormClip": 1e6}),
+                           vocab_size=6)
+    torch.manual_seed(1)
+    reference = build_enas_rnn(identity, spec=TINY, vocab_size=6)
+    small.load_state_dict(reference.state_dict())
+    torch.testing.assert_close(small(tokens)[0], reference(tokens)[0])  # a loose cap changes nothing

@@ -12,6 +12,11 @@ embeddings) and on ``h_{t-1}`` where it enters the recurrent matmuls (in the
 ENAS cell also on every node's input, as enas_lm's layer mask does);
 ``ModelSpec.dropout`` on each layer's outputs (between layers and before the
 decoder).
+
+``ModelSpec.hiddenNormClip`` rescales each state part of every sequence to at most that
+L2 norm after each time step. The cells are unbounded (identity and ReLU nodes, the
+highway carry), so a shared-weight ENAS search at learning rate 20 otherwise meets a
+child whose state grows without limit within one BPTT window and overflows the loss.
 """
 
 from __future__ import annotations
@@ -67,6 +72,16 @@ def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * mask
 
 
+def clip_state_norm(state: Hidden, max_norm: float) -> Hidden:
+    """Each ``[B, H]`` part scaled so that no row's L2 norm exceeds ``max_norm``; the scale is
+    a constant to autograd (a rescaling of the state, as carpedm20's port does)."""
+    out = []
+    for part in state:
+        norm = part.detach().norm(dim=-1, keepdim=True)
+        out.append(part * (max_norm / norm.clamp(min=max_norm)))
+    return tuple(out)
+
+
 class RecurrentCell(nn.Module, ABC):
     """A searched cell unrolled over time; subclasses define one step."""
 
@@ -92,9 +107,11 @@ class RecurrentCell(nn.Module, ABC):
             nn.init.uniform_(weight, -bound, bound)
 
     def forward(
-        self, x: Tensor, state: Hidden, hidden_dropout: float = 0.0
+        self, x: Tensor, state: Hidden, hidden_dropout: float = 0.0,
+        max_norm: float | None = None,
     ) -> tuple[Tensor, Hidden]:
-        """Run ``x[B, T, in]`` from ``state``; returns ``(outputs[B, T, H], last state)``."""
+        """Run ``x[B, T, in]`` from ``state``; returns ``(outputs[B, T, H], last state)``;
+        ``max_norm`` caps every state part's per-sequence norm after each step."""
         x_proj = self.project_inputs(x)
         h_mask = None
         if self.training and hidden_dropout > 0.0:
@@ -103,6 +120,8 @@ class RecurrentCell(nn.Module, ABC):
         outputs: list[Tensor] = []
         for t in range(x.shape[1]):
             state = self.step(x_proj[:, t], state, h_mask)
+            if max_norm is not None:
+                state = clip_state_norm(state, max_norm)
             outputs.append(state[0])
         return torch.stack(outputs, dim=1), state
 
@@ -227,6 +246,7 @@ class RecurrentLM(nn.Module):
         self.input_dropout = spec.variationalDropout
         self.hidden_dropout = spec.variationalDropout
         self.output_dropout = spec.dropout
+        self.max_hidden_norm = spec.hiddenNormClip
         self.embedding = nn.Embedding(vocab_size, spec.embeddingSize)
         self.cells = nn.ModuleList(
             make_cell(spec.embeddingSize if i == 0 else spec.hiddenSize, spec.hiddenSize)
@@ -269,7 +289,7 @@ class RecurrentLM(nn.Module):
         last: list[Hidden] = []
         for layer, cell in enumerate(self.cells):
             state = tuple(h[layer] for h in hidden)
-            x, state = cell(x, state, self.hidden_dropout)
+            x, state = cell(x, state, self.hidden_dropout, self.max_hidden_norm)
             x = locked_dropout(x, self.output_dropout, self.training)
             last.append(state)
         new_hidden = tuple(torch.stack([s[k] for s in last]) for k in range(self.state_parts))
