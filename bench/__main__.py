@@ -56,6 +56,8 @@ MODULES = [
     Module("bench_fashion_search", "Strategies on the Fashion-MNIST table (512 architectures, 50 seeds)",
            "quality"),
     Module("bench_search_quality", "Strategies on the digits table (too easy to tell them apart)", "quality"),
+    Module("bench_ptb", "The recurrent spaces on the real Penn Treebank: zoph-le-rnn and enas-rnn searches, "
+           "the ENAS cell trained briefly", "quality"),
     Module("bench_supernet_ranking", "ENAS supernet ranking of every enas-macro L=3 child (digits table)",
            "sharing"),
     Module("bench_weight_sharing", "ENAS against multi-trial REINFORCE", "sharing"),
