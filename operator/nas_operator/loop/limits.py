@@ -26,11 +26,13 @@ COUNT_COMMAND = (sys.executable, "-m", "nas_trainer.count_server")
 
 
 class LimitsError(Exception):
-    """The search cannot go on under its constraints; ``reason`` is the condition's reason."""
+    """The search cannot go on under its constraints; ``reason`` is the condition's reason,
+    ``rejected`` the proposals refused (and told) before it gave up, still to be recorded."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, rejected: list[Rejected] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.rejected = rejected or []
 
 
 class CountingProcess:
@@ -154,5 +156,5 @@ class LimitGate:
                         f"{self.consecutive} proposals in a row broke spec.objective.constraints "
                         f"(last: {reason}); raise the limit "
                         f"(maxParams {limits.maxParams}, maxFlops {limits.maxFlops}) or make "
-                        "the space or spec.trial.training.model smaller"))
+                        "the space or spec.trial.training.model smaller"), rejected)
         return kept, rejected

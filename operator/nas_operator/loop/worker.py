@@ -218,7 +218,7 @@ class Worker:
         except LimitsError as exc:
             self._stopping = ("Failed", exc.reason, str(exc))
             self._dirty = True
-            return
+            new, rejected = [], exc.rejected  # told already: recorded like any other
         now = time.time()
         for r in rejected:
             index = self.ledger.created("search")
@@ -236,13 +236,13 @@ class Worker:
 
     def _propose_batch(self, n: int) -> tuple[list[NewTrial], list[Rejected]]:
         gate = self._limit_gate()
-        if gate is None:
-            new, rejected = self.source.propose(n), []
-        else:
-            new, rejected = gate.screen(self.source, n, self.spec.effective_objective().penalty())
-        if self.persistence is not None:  # the checkpoint before their launch needs it next
-            self.persistence.remember(self.source)
-        return new, rejected
+        try:
+            if gate is None:
+                return self.source.propose(n), []
+            return gate.screen(self.source, n, self.spec.effective_objective().penalty())
+        finally:  # the checkpoint before their launch needs it next (or the failed search's)
+            if self.persistence is not None:
+                self.persistence.remember(self.source)
 
     def _limit_gate(self) -> LimitGate | None:
         """The search's gate when it has constraints and a strategy to propose (weight-sharing
