@@ -81,11 +81,20 @@ SHARED = CountingProcess()
 
 @dataclass
 class Rejected:
-    """An infeasible proposal and its figures."""
+    """An infeasible proposal and its figures; ``limit`` is what it broke, as the
+    ``kubenas_trials_infeasible_total`` label says it (``metrics.INFEASIBLE_LIMITS``)."""
 
     proposal: NewTrial
     figures: dict[str, float]
     reason: str
+    limit: str = "uncountable"
+
+
+def limit_label(broken: list[str]) -> str:
+    """One label per refused proposal: the field it broke, ``both``, or ``uncountable``."""
+    if not broken:
+        return "uncountable"
+    return broken[0] if len(broken) == 1 else "both"
 
 
 @dataclass
@@ -140,16 +149,16 @@ class LimitGate:
             for proposal in batch:
                 counted = self.figures(list(proposal.tokens or []))
                 if isinstance(counted, str):
-                    figures, reason = {}, counted
+                    figures, reason, broken = {}, counted, []
                 else:
                     figures = {"params": float(counted[0]), "flops": float(counted[1])}
-                    reason = limits.over(*counted)
+                    reason, broken = limits.over(*counted), limits.broken(*counted)
                 if reason is None:
                     kept.append(proposal)
                     self.consecutive = 0
                     continue
                 source.reject(proposal, penalty)
-                rejected.append(Rejected(proposal, figures, reason))
+                rejected.append(Rejected(proposal, figures, reason, limit_label(broken)))
                 self.consecutive += 1
                 if self.consecutive >= limits.maxConsecutiveInfeasible:
                     raise LimitsError("NothingFeasible", (

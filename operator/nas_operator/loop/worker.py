@@ -227,6 +227,7 @@ class Worker:
                 r.proposal.space, list(r.proposal.tokens or []), r.figures,
                 self.spec.effective_objective().penalty(), r.reason, now)
             self._emit(R.TRIAL_INFEASIBLE, f"trial {rec.name} not launched: {r.reason}", rec.name)
+            self._metric("trial_infeasible", r.limit)
             self.ledger.compact(rec)
         for t in new:
             index = self.ledger.created("search")
