@@ -322,7 +322,8 @@ class Ledger:
             self._rank(ranked)
             if trial.point is not None:
                 self.front.add(FrontMember(trial.name, trial.index, reward, list(trial.point),
-                                           dict(metrics), trial.space, list(trial.tokens or [])))
+                                           dict(metrics), trial.space, list(trial.tokens or []),
+                                           device))
         else:
             self.final_results.append(ranked)
             self.final_results.sort(key=lambda r: (-r.reward, r.index))
