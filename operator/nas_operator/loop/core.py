@@ -48,6 +48,7 @@ from nas_operator.loop.intake import (
     problem_of,
     record_epoch,
 )
+from nas_operator.loop.limits import prestart
 from nas_operator.loop.persistence import Persistence
 from nas_operator.loop.proposals import ProposalSource, proposal_source
 from nas_operator.loop.state import IMMUTABLE, LoopState, immutable_parts
@@ -132,6 +133,7 @@ class SearchLoop(Worker, StopsEarly):
         """A loop whose space and strategy were built off the event loop, within
         ``build_timeout`` seconds (``build.BUILD_TIMEOUT``); ``BuildTimeout`` past it.
         ``options``: the constructor's keywords but ``space`` and ``strategy``."""
+        prestart(search.spec)  # the counting process imports torch while the strategy builds
         space, strategy = await build_parts(search.spec, build_timeout)
         return cls(search, launcher, space=space, strategy=strategy, **options)
 

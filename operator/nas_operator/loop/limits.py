@@ -11,12 +11,15 @@ with the penalty and replaced by a new one, up to ``maxConsecutiveInfeasible`` i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from controller_policy.strategies.registry import is_weight_sharing
 
 if TYPE_CHECKING:
     from nas_operator.api import NASSearchSpec
@@ -44,16 +47,27 @@ class CountingProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
+    def _spawn(self) -> subprocess.Popen[str]:
+        """The running child, started if there is none (call with the lock held)."""
+        if self._proc is None or self._proc.poll() is not None:
+            try:
+                self._proc = subprocess.Popen(
+                    self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    bufsize=1)
+            except OSError as exc:
+                raise LimitsError("ConstraintsUnusable", "spec.objective.constraints: the "
+                                  f"counting process cannot start ({exc})") from exc
+        return self._proc
+
+    def start(self) -> None:
+        """Start the child now, without waiting for it: importing torch takes it seconds,
+        better spent while the driver builds the strategy than before the first count."""
+        with self._lock, contextlib.suppress(LimitsError):  # ``ask`` reports it then
+            self._spawn()
+
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                try:
-                    self._proc = subprocess.Popen(
-                        self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                        bufsize=1)
-                except OSError as exc:
-                    raise LimitsError("ConstraintsUnusable", "spec.objective.constraints: the "
-                                      f"counting process cannot start ({exc})") from exc
+            self._proc = self._spawn()
             assert self._proc.stdin is not None and self._proc.stdout is not None
             try:
                 self._proc.stdin.write(json.dumps(request) + "\n")
@@ -76,7 +90,17 @@ class CountingProcess:
 
 
 SHARED = CountingProcess()
-"""The driver's counting process (started on first use)."""
+"""The driver's counting process (started by ``prestart`` or on first use)."""
+
+
+def prestart(spec: NASSearchSpec, process: CountingProcess = SHARED) -> bool:
+    """Start the counting process if ``spec`` will count its proposals (constraints, and a
+    strategy that proposes: weight-sharing searches are not checked); True if it does."""
+    if spec.effective_objective().constraints is None or is_weight_sharing(
+            spec.strategy.type or ""):
+        return False
+    process.start()
+    return True
 
 
 @dataclass

@@ -413,10 +413,9 @@ class Worker:
         if self.persistence is None:
             return False
         state = self.state.to_json(self.namespace, self.name, self.spec, self.generation)
-        if self.stopper is not None:
-            state["earlyStopping"] = self.stopper.to_state()
+        texts = {} if self.stopper is None else {"earlyStopping": self.stopper.to_json()}
         try:
-            ref, size = await self.persistence.save(state, self.ledger, self.source)
+            ref, size = await self.persistence.save(state, self.ledger, self.source, texts)
         except Exception as exc:  # storage trouble must not stop the search; say it loudly
             self._dirty = True
             self._emit(R.CHECKPOINT_FAILED, f"checkpoint not written: {exc}", type="Warning")
