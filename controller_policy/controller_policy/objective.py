@@ -73,14 +73,21 @@ class Constraints(Strict):
             raise ValueError("objective.constraints: set maxParams or maxFlops (or remove it)")
         return self
 
+    def broken(self, params: int, flops: int) -> list[str]:
+        """The fields ``params``/``flops`` break (``maxParams``, ``maxFlops``); a limit is
+        inclusive."""
+        out = []
+        if self.maxParams is not None and params > self.maxParams:
+            out.append("maxParams")
+        if self.maxFlops is not None and flops > self.maxFlops:
+            out.append("maxFlops")
+        return out
+
     def over(self, params: int, flops: int) -> str | None:
         """Which limit ``params``/``flops`` break, in words; None when within both."""
-        broken = []
-        if self.maxParams is not None and params > self.maxParams:
-            broken.append(f"params {params:,} > maxParams {self.maxParams:,}")
-        if self.maxFlops is not None and flops > self.maxFlops:
-            broken.append(f"flops {flops:,} > maxFlops {self.maxFlops:,}")
-        return "; ".join(broken) or None
+        words = {"maxParams": f"params {params:,} > maxParams {self.maxParams or 0:,}",
+                 "maxFlops": f"flops {flops:,} > maxFlops {self.maxFlops or 0:,}"}
+        return "; ".join(words[f] for f in self.broken(params, flops)) or None
 
 
 class Objective(Strict):

@@ -35,11 +35,14 @@ class FrontMember:
     metrics: dict[str, float]
     space: str | None
     tokens: list[int]
+    device: str | None = None
+    """Where its latency_ms was timed (the final report's device)."""
 
     def to_state(self) -> dict[str, Any]:
         return {"name": self.name, "index": self.index, "reward": self.reward,
                 "point": list(self.point), "metrics": dict(self.metrics), "space": self.space,
-                "tokens": list(self.tokens)}  # fmt: skip
+                "tokens": list(self.tokens),
+                **({"device": self.device} if self.device is not None else {})}  # fmt: skip
 
 
 class ParetoArchive:

@@ -102,6 +102,8 @@ class Trial:
     completion_time: float | None = None
     point: list[float] | None = None
     """Multi-objective form: the objective values, oriented larger-is-better (a success)."""
+    device: str | None = None
+    """What the final report names as the device its latency was measured on (a success)."""
 
     @property
     def job_name(self) -> str:
@@ -119,6 +121,7 @@ class Trial:
             "start_time": self.start_time, "attempt_start": self.attempt_start,
             "completion_time": self.completion_time,
             **({"point": list(self.point)} if self.point is not None else {}),
+            **({"device": self.device} if self.device is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -158,17 +161,19 @@ class Ranked:
     metrics: dict[str, float]
     space: str | None
     tokens: list[int]
+    device: str | None = None
 
     def result(self, genotype: dict[str, Any] | None = None) -> TrialResult:
         return TrialResult(
             trial=self.name, reward=self.reward, metrics=dict(self.metrics),
-            tokens=list(self.tokens), genotype=genotype,
+            tokens=list(self.tokens), genotype=genotype, device=self.device,
         )  # fmt: skip
 
     def to_state(self) -> dict[str, Any]:
         return {
             "name": self.name, "index": self.index, "stage": self.stage, "reward": self.reward,
             "metrics": self.metrics, "space": self.space, "tokens": self.tokens,
+            **({"device": self.device} if self.device is not None else {}),
         }  # fmt: skip
 
 
@@ -298,24 +303,27 @@ class Ledger:
                 self.counts[trial.stage]["running"] -= 1
 
     def succeed(self, trial: Trial, reward: float, metrics: dict[str, float],
-                epochs: list[dict[str, float]], digest: str, now: float) -> None:
+                epochs: list[dict[str, float]], digest: str, now: float,
+                device: str | None = None) -> None:
         self._leave_active(trial)
         trial.state = TrialState.SUCCEEDED
         trial.reward = reward
         trial.metrics = dict(metrics)
+        trial.device = device
         trial.epoch_count = max(trial.epoch_count, len(epochs))
         trial.epochs = epochs[-EPOCHS_IN_STATUS:]
         trial.final_digest = digest
         trial.completion_time = now
         self.counts[trial.stage]["succeeded"] += 1
         ranked = Ranked(trial.name, trial.index, trial.stage, reward, dict(metrics),
-                        trial.space, list(trial.tokens or []))
+                        trial.space, list(trial.tokens or []), device)
         if trial.stage == "search":
             self.untold.append(trial.name)
             self._rank(ranked)
             if trial.point is not None:
                 self.front.add(FrontMember(trial.name, trial.index, reward, list(trial.point),
-                                           dict(metrics), trial.space, list(trial.tokens or [])))
+                                           dict(metrics), trial.space, list(trial.tokens or []),
+                                           device))
         else:
             self.final_results.append(ranked)
             self.final_results.sort(key=lambda r: (-r.reward, r.index))

@@ -37,6 +37,9 @@ except PackageNotFoundError:
 TRIAL_OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
 EARLY_STOPPING_RULES = ("median", "successive-halving")
 """The ``rule`` label of ``kubenas_trials_early_stopped_total``."""
+INFEASIBLE_LIMITS = ("maxParams", "maxFlops", "both", "uncountable")
+"""The ``limit`` label of ``kubenas_trials_infeasible_total``: which of objective.constraints
+a refused proposal broke (``both``; ``uncountable``: its size could not be counted)."""
 REPORT_RESULTS = (
     "accepted", "duplicate", "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
     "unavailable",
@@ -69,6 +72,7 @@ METRIC_FAMILIES: tuple[str, ...] = (
     "kubenas_build_info",
     "kubenas_trials_early_stopped_total",
     "kubenas_epochs_saved_total",
+    "kubenas_trials_infeasible_total",
 )
 HISTOGRAMS = (
     "kubenas_trial_duration_seconds",
@@ -111,6 +115,8 @@ class SearchMetrics:
             parent.trials_total.labels(*self.labels, outcome)
         for rule in EARLY_STOPPING_RULES:
             parent.early_stopped.labels(*self.labels, rule)
+        for limit in INFEASIBLE_LIMITS:
+            parent.infeasible.labels(*self.labels, limit)
         for metric in (parent.controller_updates, parent.trial_duration, parent.reward,
                        parent.controller_update_duration, parent.epochs_saved):
             metric.labels(*self.labels)
@@ -118,6 +124,12 @@ class SearchMetrics:
 
     def trial_outcome(self, outcome: str) -> None:
         self.parent.trials_total.labels(*self.labels, outcome).inc()
+
+    def trial_infeasible(self, limit: str) -> None:
+        """A proposal refused by objective.constraints, by what it broke."""
+        if limit not in INFEASIBLE_LIMITS:
+            raise ValueError(f"unknown limit {limit!r}; one of {INFEASIBLE_LIMITS}")
+        self.parent.infeasible.labels(*self.labels, limit).inc()
 
     def set_counts(self, running: int, pending: int) -> None:
         self.parent.trials_running.labels(*self.labels).set(running)
@@ -229,6 +241,11 @@ class OperatorMetrics:
             "kubenas_epochs_saved_total", "Training epochs not run because trials were stopped "
             "early (GPU-epochs, one trial on one device).", sl, registry=r,
         )  # fmt: skip
+        self.infeasible = Counter(
+            "kubenas_trials_infeasible_total", "Proposals never trained because they broke "
+            "spec.objective.constraints, by limit (they take no maxTrials budget).",
+            [*sl, "limit"], registry=r,
+        )  # fmt: skip
         self.reports_total = Counter(
             "kubenas_status_api_reports_total", "Trainer reports by result.", ["result"], registry=r
         )
@@ -265,6 +282,9 @@ class OperatorMetrics:
         for rule in EARLY_STOPPING_RULES:
             with contextlib.suppress(KeyError):
                 self.early_stopped.remove(*labels, rule)
+        for limit in INFEASIBLE_LIMITS:
+            with contextlib.suppress(KeyError):
+                self.infeasible.remove(*labels, limit)
         for metric in (
             self.trials_running, self.trials_pending, self.trial_duration, self.reward,
             self.best_reward, self.front_size, self.front_hypervolume, self.controller_updates, self.controller_entropy,

@@ -43,6 +43,8 @@ class SimulatedOutcome:
     """Also POST one 'epoch' report per epoch before the final one."""
     architecture: Architecture | None = None
     """ENAS mode: the derived architecture the final report carries."""
+    device: str | None = None
+    """The device the final report names (where the trainer timed latency_ms)."""
 
 
 Behaviour = Callable[[LaunchRequest], SimulatedOutcome]
@@ -197,7 +199,7 @@ class SimulatedLauncher(Launcher):
             final = Report(kind="final", trial=request.trial, attempt=request.attempt,
                            metrics=dict(outcome.metrics[-1]) if outcome.metrics else {},
                            epochs=[dict(m) for m in outcome.metrics],
-                           architecture=outcome.architecture)
+                           architecture=outcome.architecture, device=outcome.device)
             code = outcome.exit_code
             if outcome.epoch_reports and self.report_sink is not None:
                 for i, m in enumerate(outcome.metrics):

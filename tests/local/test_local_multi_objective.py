@@ -45,8 +45,11 @@ def test_a_multi_objective_search_ends_with_its_front(tmp_path, capsys, processe
     assert {m["trial"] for m in front["members"]} == expected and front["size"] == len(expected)
     assert front["objectives"] == ["maximize val_accuracy", "minimize params"]
     assert front["referencePoint"] == {"val_accuracy": 0.0, "params": 2000.0}
+    devices = {r.trial: r.device for r in rows}
+    assert all(devices.values()), devices  # every trial names where it timed its latency
     for m in front["members"]:
         assert m["architecture"]["space"] == "zoph-le-cnn" and m["architecture"]["tokens"]
+        assert m["device"] == devices[m["trial"]]
     best = json.loads(folder.best_json.read_text())
     assert best["trial"] == max(rows, key=lambda r: r.reward).trial
     assert folder.front_png.read_bytes().startswith(PNG_MAGIC)

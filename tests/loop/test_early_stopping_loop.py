@@ -167,3 +167,74 @@ async def test_without_early_stopping_nothing_is_stopped():
         assert h.loop.status().earlyStopping is None
     finally:
         await h.close()
+
+
+def test_the_checkpoint_text_is_the_state_with_each_curve_encoded_once():
+    """to_json joins kept curve texts: the same document as to_state, and a curve's text is
+    made again only when its curve changed."""
+    import json
+
+    from controller_policy.early_stopping import EarlyStopping
+    from nas_operator.ledger import Trial
+    from nas_operator.loop.early_stopping import EarlyStopper
+
+    stopper = EarlyStopper(EarlyStopping(type="median", minEpochs=1, minTrials=1), "val_accuracy")
+    trials = [Trial(index=i, stage="search", name=f"s-t{i:04d}", seed=0, proposal_id=i,
+                    space=None, tokens=None) for i in range(3)]
+    for i, rec in enumerate(trials):
+        rec.epochs = [{"epoch": 0.0, "val_accuracy": 0.1 * (i + 1)}]
+        stopper.on_epoch(rec, 4)
+    stopper.on_success(trials[0], [{"epoch": 0.0, "val_accuracy": 0.1},
+                                   {"epoch": 1.0, "val_accuracy": 1 / 3}])
+    assert json.loads(stopper.to_json()) == stopper.to_state()
+    kept = dict(stopper._texts)
+    trials[2].epochs.append({"epoch": 1.0, "val_accuracy": 0.05})
+    stopper.on_epoch(trials[2], 4)
+    assert stopper._texts[0] is kept[0] and stopper._texts[1] is kept[1]  # unchanged curves
+    assert stopper._texts[2] != kept[2]
+    again = EarlyStopper(stopper.settings, "val_accuracy")
+    again.load(json.loads(stopper.to_json()))
+    assert again.to_state() == stopper.to_state() and again.to_json() == stopper.to_json()
+
+
+async def test_the_median_rule_stops_a_trial_below_the_completed_trials_median():
+    """median, minEpochs 2, minTrials 2: nothing is stopped before two trials completed; then
+    a trial whose best by epoch 2 is below the median of their running averages is stopped,
+    cancelled and told its partial reward, and one above it trains to the end."""
+    search = make_search(
+        budget={"maxTrials": 4, "parallelism": 4}, trial={"training": {"epochs": EPOCHS}},
+        objective={"metric": "val_accuracy", "reward": "identity", "lastEpochs": 1},
+        earlyStopping={"type": "median", "minEpochs": 2, "minTrials": 2},
+    )
+    h = Harness(search, hanging)
+    try:
+        await launched(h, 4)
+        for e, a in enumerate((0.1, 0.1)):  # weak, but nothing has completed yet
+            assert epoch(h, 3, e, a).outcome is ReportOutcome.ACCEPTED
+        assert h.loop.trial_view("s-t0003")[1].phase == "Running"
+        for e, a in enumerate((0.5, 0.6, 0.7, 0.8)):
+            epoch(h, 0, e, a)
+        final(h, 0, [0.5, 0.6, 0.7, 0.8])
+        final(h, 1, [0.4, 0.5, 0.6, 0.7])
+        # running averages at epoch 2: 0.55 and 0.45, median 0.5
+        epoch(h, 2, 0, 0.3)
+        assert epoch(h, 2, 1, 0.49).outcome is ReportOutcome.ACCEPTED  # best 0.49 < 0.5
+        status = h.loop.trial_view("s-t0002")[1]
+        assert status.phase == "EarlyStopped" and status.earlyStopped.rule == "median"
+        assert status.earlyStopped.epoch == 2 and "below the median 0.5" in status.earlyStopped.reason
+        await wait_until(lambda: ("s-t0002", 0) in h.launcher.cancelled)
+        assert epoch(h, 2, 2, 0.9).outcome is ReportOutcome.CONFLICT
+        # trial 3 went on at epochs 1-2 (too few peers then); at epoch 3 the median of the
+        # running averages is 0.55, and its best, 0.56, is not below it
+        assert epoch(h, 3, 2, 0.56).outcome is ReportOutcome.ACCEPTED
+        assert h.loop.trial_view("s-t0003")[1].phase == "Running"
+        final(h, 3, [0.1, 0.1, 0.56, 0.6])
+        status = await ended(h)
+        assert (status.trials.total, status.trials.succeeded, status.trials.earlyStopped,
+                status.trials.failed) == (4, 3, 1, 0)
+        assert status.earlyStopping.stopped == {"median": 1} and status.earlyStopping.epochsSaved == 2
+        assert h.strategy.rewards[2] == 0.49  # partial: the identity reward of its last epoch
+        assert [e.trial for e in h.reasons("TrialEarlyStopped")] == ["s-t0002"]
+        assert not h.reasons("TrialFailed") and not h.reasons("TrialCancelled")
+    finally:
+        await h.close()

@@ -77,3 +77,27 @@ async def test_a_space_where_nothing_fits_fails_naming_the_limit() -> None:
     assert status.phase == "Failed" and status.reason == "NothingFeasible"
     assert "50 proposals in a row" in status.message and "maxParams 1" in status.message
     assert h.launcher.launched == []
+
+
+def test_the_counting_process_is_started_early_only_for_a_search_that_counts() -> None:
+    """prestart: spawned at once (not waited for) for a constrained search whose strategy
+    proposes; an unconstrained or a weight-sharing search starts nothing."""
+    import sys
+
+    from nas_operator.loop.limits import CountingProcess, prestart
+
+    process = CountingProcess((sys.executable, "-c", "import sys; sys.stdin.read()"))
+    try:
+        assert not prestart(make_search().spec, process) and process._proc is None
+        enas = make_search(strategy={"type": "enas"}, budget={"maxTrials": 1, "parallelism": 1},
+                           objective={"constraints": {"maxParams": 10}})
+        assert not prestart(enas.spec, process) and process._proc is None
+        limited = make_search(objective={"constraints": {"maxParams": 10}})
+        assert prestart(limited.spec, process)
+        child = process._proc
+        assert child is not None and child.poll() is None
+        process.start()  # idempotent: the same child
+        assert process._proc is child
+    finally:
+        process.close()
+    assert child.poll() is not None

@@ -68,11 +68,11 @@ async def test_every_incremental_checkpoint_equals_a_full_encoding(monkeypatch) 
     compared: list[bool] = []
     original = Persistence.save
 
-    async def checked(self: Persistence, state: dict[str, Any], ledger: Ledger, source: Any
-                      ) -> tuple[str, int]:
+    async def checked(self: Persistence, state: dict[str, Any], ledger: Ledger, source: Any,
+                      texts: Any = None) -> tuple[str, int]:
         expected = full_state(ledger)
         learner = source.to_bytes()
-        ref, size = await original(self, state, ledger, source)
+        ref, size = await original(self, state, ledger, source, texts)
         ckpt = decode_checkpoint(store.blobs[self.key])
         written = ckpt.state["ledger"]
         compared.append(written == json.loads(json.dumps(expected)) and ckpt.strategy == learner)

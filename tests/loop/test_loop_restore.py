@@ -20,6 +20,7 @@ from nas_operator.checkpoint import (
     decode_checkpoint,
     encode_checkpoint,
 )
+from nas_operator.loop.views import trial_view
 from nas_operator.testing import SimulatedLauncher, SimulatedOutcome
 from tests.support.loop_harness import Harness, make_search, wait_until
 
@@ -263,3 +264,53 @@ async def test_checkpoint_blocks_of_finished_trials_are_reused_and_restore_equal
     state = decode_checkpoint(store.blobs["ns.s"]).state["ledger"]
     assert [tag for tag, _ in state["trials"]["search"]] == [1] * 11
     assert state["counts"]["search"]["succeeded"] == 11
+
+
+def device_of(trial: str) -> str:
+    return "cuda:0 (NVIDIA H200)" if int(trial[-4:]) % 2 else "cpu"
+
+
+async def test_the_device_a_trial_reports_is_kept_in_status_and_across_a_restart():
+    """The final report's device (where latency_ms was timed) stays with the trial's metrics:
+    in best and topK, in the NASTrial status, in the checkpoint."""
+
+    def behave(req):
+        outcome = gated(3)(req)
+        outcome.device = device_of(req.trial)
+        return outcome
+
+    store = MemoryCheckpointStore()
+    search = make_search(budget={"maxTrials": 6, "parallelism": 2})
+    first = Harness(search, behave, store=store)
+    await first.loop.start()
+    await wait_until(lambda: first.loop.status().trials.succeeded == 3)
+    before = first.loop.status()
+    await first.loop.stop()
+    assert {r.trial: r.device for r in before.topK} == {
+        f"s-t000{i}": device_of(f"s-t000{i}") for i in range(3)}
+    assert before.best is not None and before.best.device == device_of(before.best.trial)
+
+    def rest(req):
+        return SimulatedOutcome(metrics=[{"val_accuracy": 0.2}], device="cpu")
+
+    second = Harness(search, store=store, launcher=SimulatedLauncher(rest), key=first.loop.key)
+    seen: dict[str, str | None] = {}
+
+    def on_success(event) -> None:  # the NASTrial status, as the operator writes it
+        if event.reason == "TrialSucceeded":
+            view = trial_view(second.loop, event.trial)
+            assert view is not None
+            seen[event.trial] = view[1].device
+
+    second.loop.subscribe(on_success)
+    try:
+        status = await second.run()
+    finally:
+        await first.close()
+        await second.close()
+    assert status.phase == "Succeeded" and status.trials.succeeded == 6
+    devices = {r.trial: r.device for r in status.topK}
+    for i in range(3):  # restored from the checkpoint
+        assert devices[f"s-t000{i}"] == device_of(f"s-t000{i}")
+    assert seen == {f"s-t000{i}": "cpu" for i in range(3, 6)}
+    assert [devices[f"s-t000{i}"] for i in range(3, 6)] == ["cpu"] * 3

@@ -21,6 +21,7 @@ EXPECTED = [
     "kubenas_controller_baseline", "kubenas_controller_update_duration_seconds",
     "kubenas_checkpoint_size_bytes", "kubenas_status_api_reports_total", "kubenas_searches",
     "kubenas_build_info", "kubenas_trials_early_stopped_total", "kubenas_epochs_saved_total",
+    "kubenas_trials_infeasible_total",
 ]  # fmt: skip
 
 

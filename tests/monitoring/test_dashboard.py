@@ -53,6 +53,7 @@ CONTRACT = {
     "kubenas_build_info": "gauge",
     "kubenas_trials_early_stopped_total": "counter",
     "kubenas_epochs_saved_total": "counter",
+    "kubenas_trials_infeasible_total": "counter",
 }
 # prometheus-client's process collector (Linux), used for the operator's health.
 PROCESS_SERIES = {

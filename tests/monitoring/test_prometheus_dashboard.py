@@ -313,7 +313,19 @@ def check_epochs_saved(p: Panel) -> None:
     assert p.value() == 0 and all(s.v == 0 for s in p.range()[0].samples)
 
 
+def check_proposals_refused(p: Panel) -> None:
+    # the scraped search has no objective.constraints: every limit's series is there, at the
+    # number of proposals refused (none), over the whole run
+    refused = sum(1 for t in p.trials if t["phase"] == "Infeasible")
+    assert "constraints" not in p.spec.get("objective", {}) and refused == 0
+    by_limit = p.by("limit")
+    assert set(by_limit) == {"maxParams", "maxFlops", "both", "uncountable"}
+    assert sum(by_limit.values()) == refused
+    assert all(s.v == refused for series in p.range() for s in series.samples)
+
+
 CHECKS: dict[str, Callable[[Panel], None]] = {
+    "Proposals refused by constraints": check_proposals_refused,
     "Pareto front size": check_front_size,
     "Trials stopped early by rule": check_trials_stopped_early,
     "GPU-epochs saved by early stopping": check_epochs_saved,

@@ -103,7 +103,9 @@ class Harness:
         launcher: SimulatedLauncher | None = None,
         key: bytes | None = None,
         watchdog_grace: float = 0.0,
+        inner: Strategy | None = None,
     ):
+        """``inner``: the strategy to wrap instead of the one the spec names."""
         self.search = search
         self.launcher = launcher or SimulatedLauncher(behaviour or constant_behaviour())
         from nas_operator.api import space_class
@@ -111,8 +113,11 @@ class Harness:
         cls = space_class(search.spec.searchSpace.type)
         assert cls is not None
         space = cls(search.spec.searchSpace.options)
-        self.strategy = None if search.spec.strategy.type == "enas" else counting_strategy(
-            search, space)
+        if inner is not None:
+            self.strategy = CountingStrategy(inner)
+        else:
+            self.strategy = None if search.spec.strategy.type == "enas" else counting_strategy(
+                search, space)
         self.loop = SearchLoop(search, self.launcher, key=key, store=store, metrics=metrics,
                                strategy=self.strategy, space=space,
                                watchdog_grace=watchdog_grace)

@@ -67,6 +67,10 @@ class TrialResult(Written):
     retrains: str | None = Field(
         default=None, description="For a final-training run: the search trial it retrains."
     )
+    device: str | None = Field(
+        default=None, max_length=128, description="The device the trainer measured latency_ms "
+        "on, as its final report names it (cpu, cuda:0 (GPU name)).",
+    )
 
 
 class EarlyStoppingSummary(Written):
@@ -189,6 +193,10 @@ class NASTrialStatus(Written):
     )
     metrics: dict[str, float] = Field(default_factory=dict, description="Final metrics.")
     reward: float | None = Field(default=None, description="Reward of the final metrics.")
+    device: str | None = Field(
+        default=None, max_length=128, description="The device the trainer measured latency_ms "
+        "on, as its final report names it (cpu, cuda:0 (GPU name)).",
+    )
     startTime: str | None = Field(default=None, description="When the first attempt started.")
     completionTime: str | None = Field(default=None, description="When the trial finished.")
     jobName: str | None = Field(default=None, description="Job (or process) of the attempt.")

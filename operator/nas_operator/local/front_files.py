@@ -45,7 +45,7 @@ def front_document(loop: SearchLoop) -> dict[str, Any] | None:
         "size": front.size,
         "members": [{
             "trial": m.trial, "reward": m.reward, "objectives": m.objectives,
-            "metrics": m.metrics,
+            "metrics": m.metrics, "device": m.device,
             "architecture": {"space": space, "tokens": m.tokens, "genotype": m.genotype or {}},
             "summary": genotype_summary(m.genotype),
         } for m in front.members],

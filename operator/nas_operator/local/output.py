@@ -77,6 +77,8 @@ class TrialRow:
     tokens: list[int] | None = None
     objectives: dict[str, float] | None = None
     """Multi-objective form: the trial's value of each objective (as scored)."""
+    device: str | None = None
+    """The device the trainer measured latency_ms on (a succeeded trial's final report)."""
 
 
 class RunFolder:
@@ -196,11 +198,11 @@ class RunFolder:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["trial", "stage", "attempt", "phase", "reward", *KEY_METRICS,
-                         "seconds", "genotype", "failure"])
+                         "device", "seconds", "genotype", "failure"])
         for r in self.rows():
             writer.writerow([
                 r.trial, r.stage, r.attempt, r.phase, _num(r.reward),
-                *(_num(r.metrics.get(m)) for m in KEY_METRICS),
+                *(_num(r.metrics.get(m)) for m in KEY_METRICS), r.device or "",
                 "" if r.seconds is None else f"{r.seconds:.1f}", genotype_summary(r.genotype),
                 r.failure or "",
             ])  # fmt: skip

@@ -59,7 +59,7 @@ class TrialRecorder:
             failure=rec.failure_reason if rec.reward is None or rec.state in (
                 TrialState.INFEASIBLE, TrialState.EARLY_STOPPED) else None,
             tokens=list(rec.tokens) if rec.tokens else None,
-            objectives=self._objectives(rec),
+            objectives=self._objectives(rec), device=rec.device,
         )  # fmt: skip
 
     def _objectives(self, rec: Trial) -> dict[str, float] | None:
@@ -93,6 +93,7 @@ class TrialRecorder:
             "retrained": retrained_entries(status.topK, status.finalTraining),
             "objective": self.loop.spec.effective_objective().model_dump(),
             "metrics": best.metrics,
+            "device": best.device,
             "architecture": {"space": self.loop.spec.searchSpace.type, "tokens": best.tokens,
                              "genotype": genotype},
             "spaceOptions": dict(self.loop.spec.searchSpace.options),

@@ -120,6 +120,9 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         console.print(f"[bold]best[/bold]        {best['trial']}  reward {best['reward']:.4g}  "
                       f"({_scores(best.get('metrics') or {})})  {SCORE_LABEL[source]}",
                       highlight=False)
+        if best.get("device"):
+            console.print(f"            measured on {best['device']}"
+                          f"{_latency(best.get('metrics') or {})}", highlight=False, markup=False)
         genotype = (best.get("architecture") or {}).get("genotype")
         console.print(f"            {genotype_summary(genotype)}", highlight=False, markup=False)
         for run in best.get("retrained") or []:
@@ -132,17 +135,21 @@ def render_summary(summary: RunSummary, console: Console) -> None:
                           "not the accuracy of the cell trained alone)", highlight=False)
     if summary.front is not None:
         render_front(summary.front, console)
-    ranked = sorted((r for r in summary.rows if r.stage == "search" and r.reward is not None),
+    ranked = sorted((r for r in summary.rows if r.stage == "search" and r.reward is not None
+                     and r.phase != "Infeasible"),  # its reward is the penalty: never trained
                     key=lambda r: -(r.reward or 0.0))[:TOP_SHOWN]
     if ranked:
         table = Table(title=f"top {len(ranked)}", title_justify="left", show_lines=False)
-        for column in ("trial", "reward", objective.metric, "params", "attempt", "seconds"):
-            table.add_column(column, justify="left" if column == "trial" else "right")
+        devices = any(r.device for r in ranked)
+        columns = ("trial", "reward", objective.metric, "params", "attempt", "seconds")
+        for column in columns + (("device",) if devices else ()):
+            table.add_column(column, justify="left" if column in ("trial", "device") else "right")
         for r in ranked:
             metric, params = r.metrics.get(objective.metric), r.metrics.get("params")
             table.add_row(r.trial, f"{r.reward:.4g}", "" if metric is None else f"{metric:.4g}",
                           "" if params is None else f"{params:,.0f}", str(r.attempt),
-                          "" if r.seconds is None else f"{r.seconds:.0f}")
+                          "" if r.seconds is None else f"{r.seconds:.0f}",
+                          *((r.device or "",) if devices else ()))
         console.print(table)
     folder = summary.folder
     files = [p for p in (folder.trials_csv, folder.best_json, folder.best_png, folder.rewards_png,
@@ -160,6 +167,16 @@ def _scores(metrics: dict[str, Any]) -> str:
     if isinstance(metrics.get("params"), (int, float)):
         shown += f", {metrics['params']:,.0f} params"
     return shown
+
+
+def _latency(metrics: dict[str, Any]) -> str:
+    """``, latency 1.23 ms at batch 1`` when the trainer timed the network."""
+    ms = metrics.get("latency_ms")
+    if not isinstance(ms, (int, float)):
+        return ""
+    batch = metrics.get("latency_batch")
+    return f", latency {ms:.3g} ms" + (f" at batch {batch:.0f}" if isinstance(
+        batch, (int, float)) else "")
 
 
 def _epochs(metrics: dict[str, Any], spec: Any) -> int:

@@ -48,6 +48,7 @@ from nas_operator.loop.intake import (
     problem_of,
     record_epoch,
 )
+from nas_operator.loop.limits import prestart
 from nas_operator.loop.persistence import Persistence
 from nas_operator.loop.proposals import ProposalSource, proposal_source
 from nas_operator.loop.state import IMMUTABLE, LoopState, immutable_parts
@@ -132,6 +133,7 @@ class SearchLoop(Worker, StopsEarly):
         """A loop whose space and strategy were built off the event loop, within
         ``build_timeout`` seconds (``build.BUILD_TIMEOUT``); ``BuildTimeout`` past it.
         ``options``: the constructor's keywords but ``space`` and ``strategy``."""
+        prestart(search.spec)  # the counting process imports torch while the strategy builds
         space, strategy = await build_parts(search.spec, build_timeout)
         return cls(search, launcher, space=space, strategy=strategy, **options)
 
@@ -345,7 +347,8 @@ class SearchLoop(Worker, StopsEarly):
         except RewardError as exc:
             self._fail_for_good(rec, f"no reward: {exc}")
             return ReportResult(ReportOutcome.ACCEPTED, f"trial {rec.name} failed: no reward: {exc}")
-        self._succeed(rec, reward, report.metrics or (epochs[-1] if epochs else {}), epochs, digest)
+        self._succeed(rec, reward, report.metrics or (epochs[-1] if epochs else {}), epochs, digest,
+                      report.device)
         return ReportResult(ReportOutcome.ACCEPTED, f"trial {rec.name} succeeded, reward {reward:.6g}")
 
     def _end_after_error(self, trial: str, attempt: int, what: str, exc: Exception,
@@ -443,7 +446,7 @@ class SearchLoop(Worker, StopsEarly):
 
     # ================================================================ transitions
     def _succeed(self, rec: Trial, reward: float, metrics: dict[str, float],
-                 epochs: list[dict[str, float]], digest: str) -> None:
+                 epochs: list[dict[str, float]], digest: str, device: str | None = None) -> None:
         now = time.time()
         self.timers.clear(rec.name)
         self._observe_duration(rec, now)
@@ -451,7 +454,7 @@ class SearchLoop(Worker, StopsEarly):
         kept = [{"epoch": float(i), **e} for i, e in enumerate(epochs)]
         if self.stopper is not None:
             self.stopper.on_success(rec, kept)
-        self.ledger.succeed(rec, reward, metrics, kept, digest, now)
+        self.ledger.succeed(rec, reward, metrics, kept, digest, now, device)
         publish_front(self)
         self._metric("trial_outcome", "succeeded")
         self._metric("observe_reward", reward)

@@ -5,6 +5,10 @@ this keeps what they need from one search (every search trial's per-epoch score,
 which trials completed) and what they decided, all of it in the checkpoint. The
 ledger forgets a finished trial's epochs (it compacts), a rule must not.
 
+Cheap to checkpoint: every search trial's curve is in each checkpoint, so each curve's
+JSON text is kept until that curve changes (one trial's epoch report changes one curve)
+and a checkpoint joins the texts (``to_json``), as the ledger does with its entries.
+
 Restart-exact: a decision is taken once per (trial, attempt, epoch), from the curves
 as they are when that epoch report is accepted, and recorded here at once: the trial
 is ``EarlyStopped`` in the ledger and waits in ``to_cancel`` until a checkpoint holding
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +82,8 @@ class EarlyStopper:
         self.rule: Rule = settings.rule()
         self.metric = metric
         self.curves: dict[int, tuple[float, ...]] = {}
+        self._texts: dict[int, str] = {}
+        """Per trial index: the JSON text of its curve (kept in step with ``curves``)."""
         self.completed: set[int] = set()
         self.decided: dict[int, tuple[int, int]] = {}
         """Per trial index: (attempt, epoch) of the last decision taken (never taken twice)."""
@@ -91,7 +98,7 @@ class EarlyStopper:
         if rec.stage != "search":
             return None
         curve = scores(self.metric, rec.epochs)
-        self.curves[rec.index] = curve
+        self._set_curve(rec.index, curve)
         epoch = len(curve)
         if epoch == 0 or self.decided.get(rec.index, (-1, 0)) >= (rec.attempt, epoch):
             return None
@@ -111,8 +118,13 @@ class EarlyStopper:
         """A search trial completed: its whole curve is a peer for the median rule."""
         if rec.stage != "search":
             return
-        self.curves[rec.index] = scores(self.metric, epochs)
+        self._set_curve(rec.index, scores(self.metric, epochs))
         self.completed.add(rec.index)
+
+    def _set_curve(self, index: int, curve: tuple[float, ...]) -> None:
+        if self.curves.get(index) != curve or index not in self._texts:
+            self.curves[index] = curve
+            self._texts[index] = json.dumps(list(curve), separators=(",", ":"))
 
     # --- what the status shows -----------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -126,19 +138,27 @@ class EarlyStopper:
         return sum(s.saved for s in self.stopped.values())
 
     # --- checkpoint ----------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, curves: bool = True) -> dict[str, Any]:
         return {
-            "curves": {str(i): list(c) for i, c in self.curves.items()},
+            **({"curves": {str(i): list(c) for i, c in self.curves.items()}} if curves else {}),
             "completed": sorted(self.completed),
             "decided": {str(i): list(d) for i, d in self.decided.items()},
             "stopped": {str(i): s.to_state() for i, s in self.stopped.items()},
             "to_cancel": dict(self.to_cancel),
         }
 
+    def to_json(self) -> str:
+        """``to_state`` as JSON text, the curves joined from their kept texts."""
+        curves = ",".join(f'"{i}":{text}' for i, text in self._texts.items())
+        rest = json.dumps(self.to_state(curves=False), separators=(",", ":"))
+        return f'{{"curves":{{{curves}}},{rest[1:]}'
+
     def load(self, data: dict[str, Any] | None) -> None:
         if not data:
             return
         self.curves = {int(i): tuple(float(v) for v in c) for i, c in data["curves"].items()}
+        self._texts = {i: json.dumps(list(c), separators=(",", ":"))
+                       for i, c in self.curves.items()}
         self.completed = {int(i) for i in data["completed"]}
         self.decided = {int(i): (int(d[0]), int(d[1])) for i, d in data["decided"].items()}
         self.stopped = {int(i): Stop.from_state(s) for i, s in data["stopped"].items()}

@@ -44,7 +44,7 @@ def front_status(loop: SearchLoop) -> ParetoFront | None:
             cache[m.name] = loop.genotype(m.tokens)
         members.append(FrontEntry(
             trial=m.name, reward=m.reward, metrics=dict(m.metrics), tokens=list(m.tokens),
-            genotype=cache[m.name], objectives=dict(zip(names, values_of(terms, m.point),
+            genotype=cache[m.name], device=m.device, objectives=dict(zip(names, values_of(terms, m.point),
                                                         strict=True)),
         ))  # fmt: skip
     return ParetoFront(

@@ -11,12 +11,15 @@ with the penalty and replaced by a new one, up to ``maxConsecutiveInfeasible`` i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from controller_policy.strategies.registry import is_weight_sharing
 
 if TYPE_CHECKING:
     from nas_operator.api import NASSearchSpec
@@ -26,11 +29,13 @@ COUNT_COMMAND = (sys.executable, "-m", "nas_trainer.count_server")
 
 
 class LimitsError(Exception):
-    """The search cannot go on under its constraints; ``reason`` is the condition's reason."""
+    """The search cannot go on under its constraints; ``reason`` is the condition's reason,
+    ``rejected`` the proposals refused (and told) before it gave up, still to be recorded."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, rejected: list[Rejected] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.rejected = rejected or []
 
 
 class CountingProcess:
@@ -42,16 +47,27 @@ class CountingProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
+    def _spawn(self) -> subprocess.Popen[str]:
+        """The running child, started if there is none (call with the lock held)."""
+        if self._proc is None or self._proc.poll() is not None:
+            try:
+                self._proc = subprocess.Popen(
+                    self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    bufsize=1)
+            except OSError as exc:
+                raise LimitsError("ConstraintsUnusable", "spec.objective.constraints: the "
+                                  f"counting process cannot start ({exc})") from exc
+        return self._proc
+
+    def start(self) -> None:
+        """Start the child now, without waiting for it: importing torch takes it seconds,
+        better spent while the driver builds the strategy than before the first count."""
+        with self._lock, contextlib.suppress(LimitsError):  # ``ask`` reports it then
+            self._spawn()
+
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                try:
-                    self._proc = subprocess.Popen(
-                        self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                        bufsize=1)
-                except OSError as exc:
-                    raise LimitsError("ConstraintsUnusable", "spec.objective.constraints: the "
-                                      f"counting process cannot start ({exc})") from exc
+            self._proc = self._spawn()
             assert self._proc.stdin is not None and self._proc.stdout is not None
             try:
                 self._proc.stdin.write(json.dumps(request) + "\n")
@@ -74,16 +90,35 @@ class CountingProcess:
 
 
 SHARED = CountingProcess()
-"""The driver's counting process (started on first use)."""
+"""The driver's counting process (started by ``prestart`` or on first use)."""
+
+
+def prestart(spec: NASSearchSpec, process: CountingProcess = SHARED) -> bool:
+    """Start the counting process if ``spec`` will count its proposals (constraints, and a
+    strategy that proposes: weight-sharing searches are not checked); True if it does."""
+    if spec.effective_objective().constraints is None or is_weight_sharing(
+            spec.strategy.type or ""):
+        return False
+    process.start()
+    return True
 
 
 @dataclass
 class Rejected:
-    """An infeasible proposal and its figures."""
+    """An infeasible proposal and its figures; ``limit`` is what it broke, as the
+    ``kubenas_trials_infeasible_total`` label says it (``metrics.INFEASIBLE_LIMITS``)."""
 
     proposal: NewTrial
     figures: dict[str, float]
     reason: str
+    limit: str = "uncountable"
+
+
+def limit_label(broken: list[str]) -> str:
+    """One label per refused proposal: the field it broke, ``both``, or ``uncountable``."""
+    if not broken:
+        return "uncountable"
+    return broken[0] if len(broken) == 1 else "both"
 
 
 @dataclass
@@ -138,21 +173,21 @@ class LimitGate:
             for proposal in batch:
                 counted = self.figures(list(proposal.tokens or []))
                 if isinstance(counted, str):
-                    figures, reason = {}, counted
+                    figures, reason, broken = {}, counted, []
                 else:
                     figures = {"params": float(counted[0]), "flops": float(counted[1])}
-                    reason = limits.over(*counted)
+                    reason, broken = limits.over(*counted), limits.broken(*counted)
                 if reason is None:
                     kept.append(proposal)
                     self.consecutive = 0
                     continue
                 source.reject(proposal, penalty)
-                rejected.append(Rejected(proposal, figures, reason))
+                rejected.append(Rejected(proposal, figures, reason, limit_label(broken)))
                 self.consecutive += 1
                 if self.consecutive >= limits.maxConsecutiveInfeasible:
                     raise LimitsError("NothingFeasible", (
                         f"{self.consecutive} proposals in a row broke spec.objective.constraints "
                         f"(last: {reason}); raise the limit "
                         f"(maxParams {limits.maxParams}, maxFlops {limits.maxFlops}) or make "
-                        "the space or spec.trial.training.model smaller"))
+                        "the space or spec.trial.training.model smaller"), rejected)
         return kept, rejected

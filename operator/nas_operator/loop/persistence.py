@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +48,11 @@ class Persistence:
         self._learner: tuple[int, bytes] | None = None
         """The source's bytes and the version they were encoded at."""
 
-    async def save(self, state: dict[str, Any], ledger: Ledger, source: ProposalSource
-                   ) -> tuple[str, int]:
-        """Write one checkpoint; returns (reference, size in bytes)."""
+    async def save(self, state: dict[str, Any], ledger: Ledger, source: ProposalSource,
+                   texts: Mapping[str, str] | None = None) -> tuple[str, int]:
+        """Write one checkpoint; returns (reference, size in bytes). ``texts``: more parts of
+        the state document, already JSON (kept encoded by their owners between checkpoints)."""
+        extra = "".join(f",{json.dumps(k)}:{v}" for k, v in (texts or {}).items())
         snapshot = ledger.snapshot()
         version = source.version
         cached = self._learner[1] if self._learner and self._learner[0] == version else None
@@ -58,7 +61,7 @@ class Persistence:
             learner = cached if cached is not None else source.to_bytes()
             text = json.dumps(state, separators=(",", ":"))
             return learner, encode_checkpoint_text(
-                f'{text[:-1]},"ledger":{snapshot.to_json()}}}', learner)
+                f'{text[:-1]}{extra},"ledger":{snapshot.to_json()}}}', learner)
 
         # The source's bytes take a while for a large strategy: off the event loop then.
         learner, blob = encode() if cached is not None else await asyncio.to_thread(encode)

@@ -100,7 +100,7 @@ def trial_view(loop: SearchLoop, name: str) -> tuple[NASTrialSpec, NASTrialStatu
         phase=phase,  # type: ignore[arg-type]
         attempt=rec.attempt,
         epochs=[dict(e) for e in rec.epochs[-EPOCHS_IN_STATUS:]],
-        metrics=dict(rec.metrics), reward=rec.reward,
+        metrics=dict(rec.metrics), reward=rec.reward, device=rec.device,
         startTime=rfc3339(rec.start_time), completionTime=rfc3339(rec.completion_time),
         jobName=rec.job_name if rec.launched or rec.state.terminal else None,
         failureReason=rec.failure_reason

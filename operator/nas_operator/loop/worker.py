@@ -218,7 +218,7 @@ class Worker:
         except LimitsError as exc:
             self._stopping = ("Failed", exc.reason, str(exc))
             self._dirty = True
-            return
+            new, rejected = [], exc.rejected  # told already: recorded like any other
         now = time.time()
         for r in rejected:
             index = self.ledger.created("search")
@@ -227,6 +227,7 @@ class Worker:
                 r.proposal.space, list(r.proposal.tokens or []), r.figures,
                 self.spec.effective_objective().penalty(), r.reason, now)
             self._emit(R.TRIAL_INFEASIBLE, f"trial {rec.name} not launched: {r.reason}", rec.name)
+            self._metric("trial_infeasible", r.limit)
             self.ledger.compact(rec)
         for t in new:
             index = self.ledger.created("search")
@@ -236,13 +237,13 @@ class Worker:
 
     def _propose_batch(self, n: int) -> tuple[list[NewTrial], list[Rejected]]:
         gate = self._limit_gate()
-        if gate is None:
-            new, rejected = self.source.propose(n), []
-        else:
-            new, rejected = gate.screen(self.source, n, self.spec.effective_objective().penalty())
-        if self.persistence is not None:  # the checkpoint before their launch needs it next
-            self.persistence.remember(self.source)
-        return new, rejected
+        try:
+            if gate is None:
+                return self.source.propose(n), []
+            return gate.screen(self.source, n, self.spec.effective_objective().penalty())
+        finally:  # the checkpoint before their launch needs it next (or the failed search's)
+            if self.persistence is not None:
+                self.persistence.remember(self.source)
 
     def _limit_gate(self) -> LimitGate | None:
         """The search's gate when it has constraints and a strategy to propose (weight-sharing
@@ -412,10 +413,9 @@ class Worker:
         if self.persistence is None:
             return False
         state = self.state.to_json(self.namespace, self.name, self.spec, self.generation)
-        if self.stopper is not None:
-            state["earlyStopping"] = self.stopper.to_state()
+        texts = {} if self.stopper is None else {"earlyStopping": self.stopper.to_json()}
         try:
-            ref, size = await self.persistence.save(state, self.ledger, self.source)
+            ref, size = await self.persistence.save(state, self.ledger, self.source, texts)
         except Exception as exc:  # storage trouble must not stop the search; say it loudly
             self._dirty = True
             self._emit(R.CHECKPOINT_FAILED, f"checkpoint not written: {exc}", type="Warning")

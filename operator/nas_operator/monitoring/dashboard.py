@@ -228,6 +228,13 @@ ROWS: tuple[RowSpec, ...] = (
                   "(kubenas_epochs_saved_total): one epoch of one trial on its device.",
                   (_q(_by_search("kubenas_epochs_saved_total", "sum"),
                       "{{namespace}}/{{search}}"),)),
+        PanelSpec("Proposals refused by constraints", "timeseries", 12, 8,
+                  "Proposed architectures never trained because they broke "
+                  "spec.objective.constraints, so far, by limit: maxParams, maxFlops, both, or "
+                  "uncountable (kubenas_trials_infeasible_total). They take no maxTrials "
+                  "budget; the strategy learns the penalty reward.",
+                  (_q(f"sum by (limit) (kubenas_trials_infeasible_total{{{SEARCH}}})",
+                      "{{limit}}"),)),
     )),
     RowSpec("Controller", (
         PanelSpec("Controller entropy", "timeseries", 8, 8,
