@@ -50,3 +50,7 @@ def test_quick_run_ranks_with_each_setting_and_states_the_baselines() -> None:
     assert "Ceiling: the table against its own seed reruns" in out
     assert "random E[best of n]" in out and "Sciuto" in out
     assert re.search(r"^- controller: all children (better|no better|worse) than chance", out, re.M), out
+    darts = re.search(r"^\| DARTS first order[^|]*\| 0\s+\|((?:\s*-?[\d.]+\s+\|){8}) (0\.\d+) \(rank", out, re.M)
+    assert darts, out  # 8 correlations (score and alpha), then the pick's table accuracy
+    assert all(-1.0 <= float(v) <= 1.0 for v in darts.group(1).split("|") if v.strip())
+    assert "by alpha, all" in out
