@@ -78,7 +78,7 @@ def test_identity_init_passes_layer_outputs_through() -> None:
     net = supernet(TABLE_SPACE, init="identity")
     w = net.blocks[block_key(2, 3, 3, 1)].detach()
     assert torch.equal(w[:, :, 1, 1], torch.eye(16)) and float(w.abs().sum()) == 16.0
-    assert float(net.blocks[block_key(2, 3, 3, 0)].abs().sum()) > 0  # image blocks keep He init
+    assert float(net.blocks[block_key(2, 3, 3, 0)].detach().abs().sum()) > 0  # image blocks keep He init
 
 
 def test_the_pooling_variant_is_refused() -> None:
