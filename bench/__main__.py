@@ -60,6 +60,8 @@ MODULES = [
            "the ENAS cell trained briefly", "quality"),
     Module("bench_supernet_ranking", "ENAS supernet ranking of every enas-macro L=3 child (digits table)",
            "sharing"),
+    Module("bench_fashion_supernet", "ENAS supernet ranking of all 512 children of the Fashion-MNIST table",
+           "sharing"),
     Module("bench_weight_sharing", "ENAS against multi-trial REINFORCE", "sharing"),
     Module("bench_darts", "DARTS steps/s and time to the same loss on 1 and 2 gloo workers; skip edges per epoch", "sharing"),
     Module("bench_controller", "Controller ask/update cost and checkpoint size per space", "overhead"),

@@ -161,7 +161,7 @@ def test_bad_input_names_the_field(spec, field):
 
 def test_error_messages_say_how_to_fix():
     [msg] = errors_of(minimal("{searchSpace: {type: nasnet}, strategy: {type: enas}}"))
-    assert "enas-*" in msg and "reinforce" in msg
+    assert "zoph-le-cnn, enas-macro" in msg and "reinforce" in msg
     [msg] = errors_of(minimal("{searchSpace: {type: nasnet}, budget: {deadline: soon}}"))
     assert "2h30m" in msg
     [msg] = errors_of(minimal("{searchSpace: {type: nasnet}, trial: {dataset: {name: ptb}}}"))

@@ -76,7 +76,9 @@ def check_final(proc: subprocess.CompletedProcess[str], final: dict[str, Any], d
 
 
 @pytest.mark.parametrize(
-    ("space", "options"), [("enas-micro", {"nodes": 2}), ("enas-macro", {"layers": 4})]
+    ("space", "options"),
+    [("enas-micro", {"nodes": 2}), ("enas-macro", {"layers": 4}),
+     ("zoph-le-cnn", {"layers": 2, "filterChoices": [4]})],
 )
 def test_image_search_runs_through_the_cli_and_reports_a_derived_architecture(
     tmp_path: Path, space: str, options: dict[str, Any]

@@ -29,6 +29,7 @@ BUILTIN_PARTS = (
     "nas_trainer.enas.supernet_macro",
     "nas_trainer.enas.supernet_micro",
     "nas_trainer.enas.supernet_rnn",
+    "nas_trainer.enas.supernet_zoph_cnn",
 )
 """Modules registering the papers' builders and supernets."""
 

@@ -177,6 +177,9 @@ class ZophLeCnnSpace(SearchSpace):
         "entropy_weight": 0.0,  # [P] no entropy term is mentioned
     }
     """Zoph & Le's controller (docs/papers.md; [P] paper, [C] code, "ours" where neither says)."""
+    enas_steps_per_epoch: ClassVar[int | None] = 50
+    """ours: weight sharing over this space (``enas.supernet_zoph_cnn``) is not in the paper; the
+    ENAS macro search's 50 controller steps per epoch."""
     options: ZophLeCnnOptions
 
     @classmethod

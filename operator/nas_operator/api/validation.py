@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from controller_policy.multi_objective import unknown_metric_problems
+from controller_policy.spaces.registry import load_spaces
 from controller_policy.strategies.registry import DARTS, WEIGHT_SHARING, is_weight_sharing
 from controller_policy.strict import brief
 from nas_operator.api.constants import DEFAULT_TRAINER_IMAGE
@@ -69,6 +70,11 @@ def parse_duration(value: int | float | str, field: str = "spec.budget.deadline"
     return seconds
 
 
+def sharing_spaces() -> list[str]:
+    """Search spaces with a weight-sharing supernet (``strategy.type: enas``)."""
+    return [name for name, cls in load_spaces().items() if cls.weight_sharing()]
+
+
 def cross_checks(spec: NASSearchSpec) -> list[str]:
     """Every cross-field problem of a defaulted spec, one ``spec.path: ...`` line each."""
     errors: list[str] = []
@@ -82,8 +88,9 @@ def cross_checks(spec: NASSearchSpec) -> list[str]:
     assert budget.maxTrials is not None and budget.parallelism is not None
     if st.type == WEIGHT_SHARING and not cls.weight_sharing():
         errors.append(
-            f"spec.strategy.type: 'enas' shares weights only in the enas-* spaces, not "
-            f"{space!r}; use reinforce, ppo, random or evolution, or an enas-* searchSpace.type"
+            f"spec.strategy.type: 'enas' shares weights only in the spaces with a supernet "
+            f"({', '.join(sharing_spaces())}), not {space!r}; use reinforce, ppo, random or "
+            "evolution, or one of those searchSpace.type values"
         )
     if st.type == DARTS and space != "enas-micro":
         errors.append(

@@ -208,7 +208,8 @@ def search_spec_rules() -> list[dict[str, str]]:
         {"rule": "!has(self.strategy) || !has(self.strategy.type) || self.strategy.type != "
                  f"'{WEIGHT_SHARING}' || self.searchSpace.type in "
                  f"[{_spaces_where(lambda cls: cls.weight_sharing())}]",
-         "message": "spec.strategy.type 'enas' needs an enas-* spec.searchSpace.type",
+         "message": "spec.strategy.type 'enas' needs a spec.searchSpace.type with a supernet: "
+                    + _spaces_where(lambda cls: cls.weight_sharing()).replace("'", ""),
          "fieldPath": ".strategy.type"},
         {"rule": "!has(self.strategy) || !has(self.strategy.type) || self.strategy.type != "
                  f"'{DARTS}' || self.searchSpace.type == 'enas-micro'",
