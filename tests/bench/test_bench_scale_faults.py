@@ -1,7 +1,11 @@
 """Smoke tests of the long-search and fault benchmarks at ``--quick`` sizes: they run the real
 operator against the emulator (and ``kubenas run``), end, and print the figures a user asks
 for; the fault benchmark's own exit status says no reward was lost, no Job was duplicated and
-the status API gave no 5xx. Structure only, never a time."""
+the status API gave no 5xx. Structure only, never a time.
+
+Both run the real operator for minutes (about 2 each on a quiet 2-core machine), so they are in
+``make test-slow``; ``make test`` keeps the same guarantees through the operator SIGKILL, restart and retention
+tests (tests/operator) and the status-API fuzz (tests/loop/test_status_api.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import sys
 import pytest
 
 from tests.support import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def quick(module: str) -> str:
