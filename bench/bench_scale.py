@@ -34,7 +34,13 @@ WRITES = frozenset({"create", "patch", "update"})
 
 
 def counting_emulator_class() -> type:
-    """``bench_operator``'s fast emulator, also counting the bytes written per resource."""
+    """``bench_operator``'s fast emulator, also counting the bytes written per resource.
+
+    It keeps only each object's latest version and forgets deleted objects (the test
+    suite's emulator keeps every version, for its assertions): a 100k-trial search
+    writes a few hundred thousand versions, which would make the emulator's memory, not
+    the operator's, the limit.
+    """
     from bench.bench_operator import fast_emulator_class
     from tests.support import kube_emulator
 
@@ -48,6 +54,17 @@ def counting_emulator_class() -> type:
                 name = kube_emulator._res_name(request.resource)
                 self.body_bytes[name] += len(request.body or b"")
                 self.stored_bytes[name] += len(json.dumps(result.payload, separators=(",", ":")))
+            return result
+
+        def _commit(self, res: Any, key: Any, old: Any, new: Any) -> Any:
+            result = super()._commit(res, key, old, new)
+            if key in self._objects and not self._objects[key].deleted:
+                del self._objects[key].history[:-1]
+            return result
+
+        def _remove(self, res: Any, key: Any, old: Any, final: Any) -> Any:
+            result = super()._remove(res, key, old, final)
+            del self._objects[key]
             return result
 
     Counting.body_bytes = Counter()  # type: ignore[attr-defined]

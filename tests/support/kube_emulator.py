@@ -467,6 +467,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _watchers: set[_Watcher] = attrs.field(factory=set, init=False)
     _uids: dict[str, tuple[kmock.resource, str | None, str]] = attrs.field(factory=dict, init=False)
     _orphaning: set[str] = attrs.field(factory=set, init=False)
+    _owned: dict[str, dict[tuple[kmock.resource, str | None, str], None]] = attrs.field(
+        factory=dict, init=False)
+    """Owner uid -> keys of the live objects whose ownerReferences name it (an ordered set),
+    so the garbage collector visits an owner's dependents, not every object ever stored."""
     _custom: dict[kmock.resource, Mapping[str, Any] | None] = attrs.field(factory=dict, init=False)
     _closed: bool = attrs.field(default=False, init=False)
 
@@ -896,6 +900,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         else:
             self._objects[key] = body
         self._uids[meta["uid"]] = key
+        self._index_owners(key, None, body)
         self._emit(res, "ADDED", None, body)
         return body
 
@@ -996,8 +1001,26 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(res, key, old, new)
         self._objects[key].history.append(new)
+        self._index_owners(key, old, new)
         self._emit(res, "MODIFIED", old, new)
         return new
+
+    def _index_owners(self, key: tuple[kmock.resource, str | None, str],
+                      old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Keep ``_owned`` in step with one object's change from ``old`` to ``new``."""
+        def owners(obj: dict[str, Any] | None) -> set[str]:
+            refs = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+            return {ref["uid"] for ref in refs if isinstance(ref, dict) and ref.get("uid")}
+
+        before, after = owners(old), owners(new)
+        for uid in before - after:
+            keys = self._owned.get(uid)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self._owned[uid]
+        for uid in after - before:
+            self._owned.setdefault(uid, {})[key] = None
 
     def _delete(self, res: kmock.resource, info: kmock.ResourceInfo, namespace: str | None, name: str,
                 policy: str | None, preconditions: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -1044,6 +1067,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         obj.delete()
         uid = final["metadata"]["uid"]
         self._uids.pop(uid, None)
+        self._index_owners(key, old, None)
         self._emit(res, "DELETED", old, final)
         orphan = uid in self._orphaning
         self._orphaning.discard(uid)
@@ -1052,9 +1076,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     def _collect_dependents(self, owner_uid: str, orphan: bool) -> None:
         """What the garbage collector does once an owner is gone (synchronously here)."""
-        for key, obj in list(self._objects.items()):
-            if obj.deleted:
+        for key in list(self._owned.get(owner_uid, ())):
+            if key not in self._objects or self._objects[key].deleted:
                 continue
+            obj = self._objects[key]
             current = obj.last.raw
             refs = current["metadata"].get("ownerReferences") or []
             if not any(ref.get("uid") == owner_uid for ref in refs):
