@@ -208,6 +208,9 @@ class Ledger:
         self.final_results: list[Ranked] = []
         self.front = ParetoArchive()
         """Multi-objective form: the non-dominated search trials (``nas_operator.front``)."""
+        self.compactions = 0
+        """Trials compacted so far: a snapshot taken when this was n holds the first n
+        compactions, so a driver knows which finished trials a saved checkpoint covers."""
 
     # --- lookup -------------------------------------------------------------------
     def parse(self, name: str) -> tuple[str, int] | None:
@@ -408,6 +411,7 @@ class Ledger:
         self.touch(trial)
         key = (trial.stage, trial.index // BLOCK)
         self._compacted[key] = self._compacted.get(key, 0) + 1
+        self.compactions += 1
 
     def _rank(self, ranked: Ranked) -> None:
         self.topk.append(ranked)
@@ -455,7 +459,7 @@ class Ledger:
         }
         if len(self.front):
             rest["front"] = self.front.to_state()
-        return LedgerSnapshot(stages, rest)
+        return LedgerSnapshot(stages, rest, self.compactions)
 
     def _block_text(self, stage: str, block: int, items: list[Trial | FinishedTrial]) -> str:
         """One open block's entries as JSON text, encoding only the entries that changed; a
@@ -500,6 +504,7 @@ class Ledger:
                 if isinstance(rec, FinishedTrial):
                     key = (stage, index // BLOCK)
                     ledger._compacted[key] = ledger._compacted.get(key, 0) + 1
+                    ledger.compactions += 1
         ledger.active = {t.name for t in ledger.live.values() if t.state.active}
         return ledger
 
@@ -514,6 +519,8 @@ class LedgerSnapshot:
 
     stages: dict[str, list[str]]
     rest: dict[str, Any]
+    compactions: int = 0
+    """``Ledger.compactions`` at the moment of the snapshot (not part of the JSON)."""
 
     def to_json(self) -> str:
         stages = []

@@ -112,3 +112,61 @@ async def test_epoch_reports_reach_the_next_checkpoint() -> None:
     assert entries[trial]["epochs"] == [{"epoch": 0.0, "val_accuracy": 0.0},
                                         {"epoch": 1.0, "val_accuracy": 0.25}]
     await launcher.close()
+
+
+def compacted_in(blob: bytes) -> int:
+    ledger = decode_checkpoint(blob).state["ledger"]
+    return sum(tag == 1 for items in ledger["trials"].values() for tag, _ in items)
+
+
+async def test_the_saved_compaction_count_is_what_the_stored_checkpoint_holds(monkeypatch) -> None:
+    """Retention deletes a trial's object once ``saved_compactions`` reaches it: that count
+    must never run ahead of the checkpoint actually stored, nor move when a save fails."""
+    store = MemoryCheckpointStore()
+    launcher = SimulatedLauncher(lambda req: SimulatedOutcome(metrics=[{"val_accuracy": 0.5}],
+                                                              latency=0.01))
+    loop = SearchLoop(search(30, 5), launcher, store=store)
+    seen: list[tuple[int, int]] = []
+    saved_calls: list[int] = []
+    original = Persistence.save
+
+    async def checked(self: Persistence, state: dict[str, Any], ledger: Ledger, source: Any
+                      ) -> tuple[str, int]:
+        result = await original(self, state, ledger, source)
+        seen.append((self.saved_compactions, compacted_in(store.blobs[self.key])))
+        return result
+
+    monkeypatch.setattr(Persistence, "save", checked)
+    await loop.start()
+    assert loop.persistence is not None
+    loop.persistence.on_saved.append(lambda: saved_calls.append(loop.ledger.compactions))
+    status = await loop.done
+    await launcher.close()
+    assert status.phase == "Succeeded"
+    assert len(seen) >= 3 and all(saved == held for saved, held in seen)
+    assert seen[-1][0] == loop.ledger.compactions == 30 + 2  # the two final-training runs too
+    assert saved_calls  # listeners hear of each save
+
+    # a checkpoint that cannot be stored leaves the count where it was
+    async def broken(key: str, blob: bytes) -> str:
+        raise OSError("disk full")
+
+    before = loop.persistence.saved_compactions
+    monkeypatch.setattr(store, "save", broken)
+    loop.ledger.compactions += 5  # as if five more trials had been compacted
+    assert not await loop._checkpoint()
+    assert loop.persistence.saved_compactions == before
+
+    # a loaded checkpoint is stored: everything compacted in it counts as saved
+    again = Persistence(MemoryCheckpointStore(), "ns.p")
+    again.store.blobs["ns.p"] = store.blobs["ns.p"]  # type: ignore[attr-defined]
+    fresh = SearchLoop(search(30, 5), SimulatedLauncher(lambda req: SimulatedOutcome()))
+    restored = await again.load(fingerprint_of(fresh), fresh.source)
+    assert restored is not None
+    assert again.saved_compactions == restored.ledger.compactions == compacted_in(store.blobs["ns.p"])
+
+
+def fingerprint_of(loop: SearchLoop) -> str:
+    from nas_operator.loop.state import fingerprint
+
+    return fingerprint(loop.spec)

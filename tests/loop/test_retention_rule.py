@@ -9,7 +9,7 @@ import pytest
 
 from nas_operator.api import SpecError, parse_spec
 from nas_operator.ledger import Ledger
-from nas_operator.loop.retention import to_delete
+from nas_operator.loop.retention import covered, to_delete
 
 
 def finished_ledger(rewards: list[float | None], live: int = 0) -> Ledger:
@@ -113,3 +113,24 @@ def test_bad_retention_is_refused_with_the_field_named(retention: object, words:
     text = "; ".join(err.value.errors)
     assert words in text, text
     assert len(text) < 600, text
+
+
+def test_a_trial_is_covered_once_a_saved_checkpoint_reaches_its_stamp():
+    stamps: dict[str, int] = {}
+    # first seen when the ledger had compacted 7; the last saved checkpoint holds 5
+    assert covered(["a", "b"], stamps, compactions=7, saved=5) == []
+    assert stamps == {"a": 7, "b": 7}
+    # later sightings keep the first stamp (an upper bound of when each was compacted)
+    assert covered(["a", "b", "c"], stamps, compactions=9, saved=7) == ["a", "b"]
+    assert stamps["c"] == 9
+    assert covered(["c"], stamps, compactions=9, saved=8) == []
+    assert covered(["c"], stamps, compactions=12, saved=9) == ["c"]
+    # without any saved checkpoint (saved -1) nothing is ever covered
+    assert covered(["d"], {}, compactions=0, saved=-1) == []
+
+
+def test_compactions_count_in_snapshots_and_survive_a_restore():
+    ledger = finished_ledger([0.1, 0.2, 0.3], live=2)
+    assert ledger.compactions == 3 and ledger.snapshot().compactions == 3
+    restored = Ledger.from_state(ledger.to_state())
+    assert restored.compactions == 3

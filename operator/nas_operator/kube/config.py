@@ -43,8 +43,8 @@ class OperatorConfig:
     write_concurrency: int = 32
     """API writes one search keeps in flight at most (NASTrial statuses, Jobs)."""
     retention_batch: int = 50
-    """NASTrials past ``spec.retention`` that are deleted together (one checkpoint each batch)
-    while a search runs; once it ends, the rest go at once."""
+    """NASTrials past ``spec.retention`` that are deleted together while a search runs (each
+    once a checkpoint the loop saved holds it); once it ends, the rest go at once."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nas_operator.api import Condition, NASSearchStatus, NASTrialStatus, SearchProgress
@@ -65,6 +65,10 @@ async def write_search_status(api: KubeApi, namespace: str, name: str,
     await api.patch(NASSEARCHES, namespace, name, {"status": status}, subresource="status")
 
 
+async def _nothing() -> None:
+    return None
+
+
 class StatusWriter:
     """Writes one search's statuses and events; ``start`` it after the loop is built."""
 
@@ -87,6 +91,8 @@ class StatusWriter:
         self.trial_exists: Callable[[str], bool] = lambda _trial: True
         """Whether a trial's NASTrial exists yet (writes wait for it); set by the controller."""
         self.trial_uid: Callable[[str], str | None] = lambda _trial: None
+        self.before_final: Callable[[], Awaitable[None]] = _nothing
+        """Awaited before the search's final status is written (retention's last deletions)."""
         self._trials: dict[str, dict[str, Any]] = {}
         self._search_dirty = True
         self._last_search: str | None = None
@@ -216,6 +222,7 @@ class StatusWriter:
 
     async def _write_search(self) -> None:
         if self.loop.phase in TERMINAL_PHASES:
+            await self.before_final()
             # Whoever sees the search finished must find every trial's final status written.
             for _ in range(5):  # bounded: a trial the API keeps refusing must not block this
                 if not any(self.trial_exists(t) for t in self._trials):

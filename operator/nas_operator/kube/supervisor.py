@@ -178,6 +178,7 @@ class SearchSupervisor:
                                         batch=rt.config.retention_batch,
                                         concurrency=rt.config.write_concurrency)
         self.retention.start()
+        writer.before_final = self.retention.settled
         return True
 
     async def _repair_trials(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,11 @@ class Persistence:
         self.key = key
         self._learner: tuple[int, bytes] | None = None
         """The source's bytes and the version they were encoded at."""
+        self.saved_compactions = 0
+        """``Ledger.compactions`` of the latest checkpoint saved (or loaded): every trial
+        compacted when the ledger's count was at most this is in the stored checkpoint."""
+        self.on_saved: list[Callable[[], None]] = []
+        """Called after each checkpoint saved (retention waits for the one covering its trials)."""
 
     async def save(self, state: dict[str, Any], ledger: Ledger, source: ProposalSource,
                    texts: Mapping[str, str] | None = None) -> tuple[str, int]:
@@ -67,6 +72,9 @@ class Persistence:
         learner, blob = encode() if cached is not None else await asyncio.to_thread(encode)
         self._learner = (version, learner)
         ref = await self.store.save(self.key, blob)
+        self.saved_compactions = max(self.saved_compactions, snapshot.compactions)
+        for callback in list(self.on_saved):
+            callback()
         return ref, len(blob)
 
     def remember(self, source: ProposalSource) -> None:
@@ -91,7 +99,9 @@ class Persistence:
             ])
         if ckpt.strategy:
             await asyncio.to_thread(source.load_bytes, ckpt.strategy)
-        return Restored(LoopState.from_json(data), Ledger.from_state(data["ledger"]), data)
+        ledger = Ledger.from_state(data["ledger"])
+        self.saved_compactions = ledger.compactions  # what was read back is stored
+        return Restored(LoopState.from_json(data), ledger, data)
 
     async def delete(self) -> None:
         await self.store.delete(self.key)

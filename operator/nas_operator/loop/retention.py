@@ -2,8 +2,8 @@
 
 Pure selection over the ledger, so the rule is testable without an API server; the
 deleting is the driver's (``kube/retention.py`` for NASTrials). A trial qualifies only
-when the ledger has compacted it (finished, its result told to the strategy) and the
-caller has just written a checkpoint holding it: the ledger is the record, the object
+when the ledger has compacted it (finished, its result told to the strategy) and a
+checkpoint holding it has been saved (``covered``): the ledger is the record, the object
 a view of it. Kept are the ``keep_best`` best rewards and the ``keep_recent`` highest
 indices among the objects that still exist, and every final-training trial. Since
 every object of the ``keep_best`` best is kept, the best among the objects left is the
@@ -48,3 +48,19 @@ def to_delete(ledger: Ledger, present: Iterable[str], keep_best: int, keep_recen
     keep = {f.name for f in scored[:keep_best]}
     keep.update(f.name for f in sorted(finished, key=lambda f: -f.index)[:keep_recent])
     return [f.name for f in sorted(finished, key=lambda f: f.index) if f.name not in keep]
+
+
+def covered(names: Iterable[str], stamps: dict[str, int], compactions: int,
+            saved: int) -> list[str]:
+    """Those of ``names`` (compacted trials) that a saved checkpoint holds.
+
+    A name seen for the first time is stamped with the ledger's compaction count now
+    (``compactions``), an upper bound of when it was compacted; it is covered once the
+    latest saved checkpoint's count (``saved``) reaches its stamp. No forced checkpoint:
+    the loop's own write-ahead checkpoints cover the trials as they go.
+    """
+    ready = []
+    for name in names:
+        if stamps.setdefault(name, compactions) <= saved:
+            ready.append(name)
+    return ready
