@@ -84,6 +84,10 @@ class StatusWriter:
         self.concurrency = concurrency
         self.trial_window = min(0.25, interval)
         """Seconds NASTrial writes wait so that changes arriving together are written once."""
+        self.trial_round = 8 * concurrency
+        """NASTrial statuses written per round at most: between rounds the NASSearch status
+        gets its turn (with a thousand trials in flight, one round of every pending status
+        took minutes on a loaded machine, and the search's progress lagged that long)."""
         self.extra_conditions: dict[str, Condition] = {}
         """Conditions the controller sets besides the loop's (SpecValid)."""
         self.trial_conditions: dict[str, dict[str, Condition]] = {}
@@ -224,10 +228,7 @@ class StatusWriter:
         if self.loop.phase in TERMINAL_PHASES:
             await self.before_final()
             # Whoever sees the search finished must find every trial's final status written.
-            for _ in range(5):  # bounded: a trial the API keeps refusing must not block this
-                if not any(self.trial_exists(t) for t in self._trials):
-                    break
-                await self._write_trials()
+            await self._write_every_trial()
         self._search_dirty = False
         status = self.search_status()
         text = json.dumps(status, sort_keys=True)
@@ -252,6 +253,7 @@ class StatusWriter:
         if self.trial_window > 0:  # let a burst of changes to the same trials coalesce
             await asyncio.sleep(self.trial_window)
             ready = [t for t in self._trials if self.trial_exists(t)]
+        ready = ready[:self.trial_round]
         semaphore = asyncio.Semaphore(self.concurrency)
 
         done: set[str] = set()
@@ -279,6 +281,8 @@ class StatusWriter:
                     self._trials.setdefault(trial, status)
         if any(t in self._trials for t in batch):
             self._wake_later(self.interval)
+        elif len(self._trials) > 0:  # more than one round was pending: the next round soon
+            self._wake.set()
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Write everything pending now (the search finished or the operator stops)."""
@@ -288,8 +292,16 @@ class StatusWriter:
             log.warning("final status flush of %s/%s incomplete: %s", self.namespace, self.name,
                         exc)
 
+    async def _write_every_trial(self) -> None:
+        """Rounds of NASTrial writes until none is pending; bounded: a trial the API keeps
+        refusing must not block the caller (five rounds more than the backlog needs)."""
+        for _ in range(5 + len(self._trials) // max(1, self.trial_round)):
+            if not any(self.trial_exists(t) for t in self._trials):
+                break
+            await self._write_trials()
+
     async def _flush_now(self) -> None:
-        await self._write_trials()
+        await self._write_every_trial()
         self._search_dirty = True
         await self._write_search()
 
