@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"full": (20_000, 1_000), "quick": (300, 50)}
+SIZES = {"full": (25_000, 1_000), "quick": (300, 50)}
 """(maxTrials, parallelism)."""
 CASES = {"retention": {}, "no retention": {"keepRecent": 100_000}}
 """``spec.retention`` of each case ({}: the defaults)."""
@@ -214,7 +214,7 @@ def report(results: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 trials, 50 in flight (full: 20,000, 1,000)")
+    parser.add_argument("--quick", action="store_true", help="300 trials, 50 in flight (full: 25,000, 1,000)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--trials", type=int)
