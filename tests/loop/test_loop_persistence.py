@@ -130,9 +130,9 @@ async def test_the_saved_compaction_count_is_what_the_stored_checkpoint_holds(mo
     saved_calls: list[int] = []
     original = Persistence.save
 
-    async def checked(self: Persistence, state: dict[str, Any], ledger: Ledger, source: Any
-                      ) -> tuple[str, int]:
-        result = await original(self, state, ledger, source)
+    async def checked(self: Persistence, state: dict[str, Any], ledger: Ledger, source: Any,
+                      texts: Any = None) -> tuple[str, int]:
+        result = await original(self, state, ledger, source, texts)
         seen.append((self.saved_compactions, compacted_in(store.blobs[self.key])))
         return result
 
