@@ -32,7 +32,8 @@ def broken(tmp_path, edit) -> str:
      "digits"),
     (lambda d: d["spec"]["searchSpace"].update(type="resnet"), "spec.searchSpace.type",
      "zoph-le-cnn"),
-    (lambda d: d["spec"]["strategy"].update(type="enas"), "spec.strategy.type", "enas-*"),
+    (lambda d: d["spec"]["strategy"].update(type="darts"), "spec.strategy.type",
+     "set spec.searchSpace.type: enas-micro"),
     (lambda d: d["spec"]["budget"].update(deadline="soon"), "spec.budget.deadline", "2h30m"),
     (lambda d: d["metadata"].update(name="Demo_1"), "metadata.name", "lower-case"),
 ], ids=["parallelism", "typo", "dataset", "space", "strategy", "deadline", "name"])
