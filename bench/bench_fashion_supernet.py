@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from bench.bench_fashion_search import expected_best_distinct
-from bench.bench_supernet_ranking import TOP, correlations
+from bench.bench_supernet_ranking import TOP, Ranking, correlations
 from bench.fashion_table import TASK, FashionTable, data_dir, noise_summary
 from bench.table import format_table
 
@@ -74,19 +74,6 @@ SETTINGS: dict[str, Setting] = {
 QUICK_SETTINGS = ("controller", "uniform", "controller, identity init")
 DARTS_SETTINGS: dict[str, float] = {"DARTS first order, alpha lr 3e-4 (paper)": 3e-4}
 """Row name -> Adam learning rate of alpha (betas (0.5, 0.999), weight decay 1e-3: the paper's)."""
-
-
-@dataclass
-class Ranking:
-    setting: str
-    seed: int
-    tau: float
-    rho: float
-    tau_top: float
-    rho_top: float
-    pick: list[int]
-    search_cpu_s: float
-    scores: list[float]
 
 
 def enas_search(seed: int, epochs: int, controller: tuple[int, int]) -> Any:
@@ -236,12 +223,12 @@ def report(runs: list[Ranking], darts: list[DartsRun], table: FashionTable, toke
         pick = table.get(r.pick).accuracy
         best_scored = truth[max(range(len(tokens)), key=lambda i: r.scores[i])]
         n = max(1, round(r.search_cpu_s / median_cpu))
-        rows.append([r.setting, r.seed, f"{r.tau:.3f}", f"{r.rho:.3f}", f"{r.tau_top:.3f}", f"{r.rho_top:.3f}",
+        rows.append([r.sampler, r.seed, f"{r.tau:.3f}", f"{r.rho:.3f}", f"{r.tau_top:.3f}", f"{r.rho_top:.3f}",
                      f"{pick:.4f} (rank {ranked.index(pick) + 1})", f"{best_scored:.4f}",
                      f"{r.search_cpu_s:.1f}", n, f"{expected_best_distinct(all_accs, n):.4f}"])
     means = []
-    for name in dict.fromkeys(r.setting for r in runs):
-        mine = [r for r in runs if r.setting == name]
+    for name in dict.fromkeys(r.sampler for r in runs):
+        mine = [r for r in runs if r.sampler == name]
         picks = [table.get(r.pick).accuracy for r in mine]
         ns = [max(1, round(r.search_cpu_s / median_cpu)) for r in mine]
         rand = statistics.mean(expected_best_distinct(all_accs, n) for n in ns)
@@ -358,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     darts = [darts_once(tokens, name, seed, scale) for name in DARTS_SETTINGS for seed in range(seeds)]
     raw = OUT_DIR / ("fashion_supernet-quick.json" if args.quick else "fashion_supernet.json")
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(json.dumps({"tokens": tokens, "runs": [{"setting": r.setting, "seed": r.seed, "pick": r.pick,
+    raw.write_text(json.dumps({"tokens": tokens, "runs": [{"setting": r.sampler, "seed": r.seed, "pick": r.pick,
                                                            "scores": r.scores} for r in runs],
                                "darts": [{"setting": r.setting, "seed": r.seed, "pick": r.pick, "scores": r.scores,
                                           "alpha": r.alpha} for r in darts]}))

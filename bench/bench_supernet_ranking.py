@@ -55,7 +55,10 @@ TOP = 0.10
 
 @dataclass
 class Ranking:
+    """One supernet's ranking of a table's children against their standalone accuracy."""
+
     sampler: str
+    """The row: how the shared-weight steps chose children (and any remedy applied)."""
     seed: int
     tau: float
     rho: float
