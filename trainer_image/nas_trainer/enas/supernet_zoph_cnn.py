@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.zoph_le_cnn import FILTER_SIZES, ZophLeCnnSpace
 from nas_trainer.datasets.images import ImageData
-from nas_trainer.models.cnn_zoph_le import ZophLeCNN, concat_padded
+from nas_trainer.models.cnn_zoph_le import ZophLeCNN, concat_padded, loose_ends
 from nas_trainer.registry import register_supernet
 from nas_trainer.runtime import ConfigError
 
@@ -154,12 +154,6 @@ class ZophCnnSupernet(nn.Module):
             child.classifier.weight.copy_(self.head_weight(child.loose_ends, filters))
             child.classifier.bias.copy_(self.head_bias)
         return child
-
-
-def loose_ends(layers: Sequence[dict[str, Any]]) -> list[int]:
-    """0-based layers no later layer reads: the classifier's inputs (the child's rule)."""
-    consumed = {j for layer in layers for j in layer["inputs"]}
-    return [i for i in range(len(layers)) if i + 1 not in consumed]
 
 
 @register_supernet("zoph-le-cnn")

@@ -19,6 +19,7 @@ zero-padding rule as soon as a later layer also read an unpooled map.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,6 +28,12 @@ from torch import nn
 from controller_policy.contract import ModelSpec
 from controller_policy.spaces.zoph_le_cnn import ZophLeCnnSpace
 from nas_trainer.registry import register_builder
+
+
+def loose_ends(layers: Sequence[dict[str, Any]]) -> list[int]:
+    """0-based layers no later layer reads (inputs count layers from 1): the classifier's inputs."""
+    consumed = {j for layer in layers for j in layer["inputs"]}
+    return [i for i in range(len(layers)) if i + 1 not in consumed]
 
 BLOCK_DEPTH = 3
 """Convolutions per predicted layer in the pooling variant (13 x 3 = 39 layers)."""
@@ -102,8 +109,7 @@ class ZophLeCNN(nn.Module):
             ))
             out_channels.append(depth * nf)
         self.blocks = nn.ModuleList(blocks)
-        consumed = {j for inputs in self.inputs for j in inputs}
-        self.loose_ends = [i for i in range(len(layers)) if i + 1 not in consumed]
+        self.loose_ends = loose_ends(layers)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(sum(out_channels[i] for i in self.loose_ends), num_classes)
 
